@@ -1,0 +1,3 @@
+from ds2ir.cli import main
+
+main()

@@ -1,0 +1,439 @@
+"""Targets, architecture and artifact paths: the one typed source of truth.
+
+``targets.toml`` at the project root is read and validated here; every other module
+takes a :class:`Target` (or its parts) and never reads constants of its own. Errors
+point at the file and the key.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ds2ir.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised in the py3.7 freeze image
+    import tomli as tomllib
+
+# Names of the nodes of DeepSpeech's streaming inference graph (train.py, export()).
+INPUT_NODE = "input_node"
+INPUT_LENGTHS = "input_lengths"
+PREVIOUS_STATE_C = "previous_state_c"
+PREVIOUS_STATE_H = "previous_state_h"
+LOGITS = "logits"
+NEW_STATE_C = "new_state_c"
+NEW_STATE_H = "new_state_h"
+INPUT_SAMPLES = "input_samples"
+MFCCS = "mfccs"
+LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
+# LSTMBlockFusedCell gathers the final cell state first (GatherNd), then the output (GatherNd_1).
+LSTM_FINAL_C = LSTM_SCOPE + "/GatherNd"
+LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
+
+CHECKPOINT_KINDS = ("release", "synthetic")
+IR_PRECISIONS = ("FP32", "FP16")
+STAGES = ("freeze", "convert")
+TARGETS_ENV = "DS2IR_TARGETS"
+PROJECT_ROOT_ENV = "DS2IR_PROJECT_ROOT"
+# Where stage containers see the artifacts directory and the targets file.
+CONTAINER_ARTIFACTS = Path("/artifacts")
+CONTAINER_TARGETS = Path("/etc/ds2ir/targets.toml")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """DeepSpeech's shapes and feature settings (flags.py defaults unless overridden)."""
+
+    n_hidden: int = 2048
+    n_steps: int = 16
+    n_input: int = 26
+    n_context: int = 9
+    relu_clip: float = 20.0
+    sample_rate: int = 16000
+    feature_win_len_ms: int = 32
+    feature_win_step_ms: int = 20
+    beam_width: int = 500
+    graph_version: int = 6
+
+    @property
+    def window_width(self) -> int:
+        """Frames per feature window: the frame and n_context on each side."""
+        return 2 * self.n_context + 1
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int, int]:
+        return (1, self.n_steps, self.window_width, self.n_input)
+
+    @property
+    def state_shape(self) -> Tuple[int, int]:
+        return (1, self.n_hidden)
+
+    @property
+    def audio_window_samples(self) -> int:
+        return self.sample_rate * self.feature_win_len_ms // 1000
+
+    @property
+    def audio_step_samples(self) -> int:
+        return self.sample_rate * self.feature_win_step_ms // 1000
+
+
+@dataclass(frozen=True)
+class Alphabet:
+    """DeepSpeech's alphabet: one label per line, '#' comments, '\\#' for a literal '#'."""
+
+    labels: Tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str, *, source: str = "alphabet") -> "Alphabet":
+        labels = []
+        for line in text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"):
+            if line.startswith("\\#"):
+                labels.append("#")
+            elif line.startswith("#"):
+                continue
+            else:
+                labels.append(line)
+        if not labels:
+            raise ConfigError("the alphabet has no labels", file=source)
+        if len(set(labels)) != len(labels):
+            raise ConfigError("the alphabet repeats a label", file=source)
+        return cls(tuple(labels))
+
+    @classmethod
+    def load(cls, path: Path) -> "Alphabet":
+        return cls.parse(path.read_text(encoding="utf-8"), source=str(path))
+
+    @classmethod
+    def default(cls) -> "Alphabet":
+        """The English alphabet DeepSpeech 0.8.2 ships (28 labels)."""
+        return cls.load(Path(__file__).with_name("data") / "alphabet.txt")
+
+    def to_text(self) -> str:
+        """The alphabet.txt form that :meth:`parse` reads back."""
+        return "".join(("\\#" if label == "#" else label) + "\n" for label in self.labels)
+
+    @property
+    def n_classes(self) -> int:
+        """Labels plus the CTC blank."""
+        return len(self.labels) + 1
+
+    def serialize(self) -> bytes:
+        """The byte format of DeepSpeech's ``metadata_alphabet``: little-endian uint16 count,
+        then per label uint16 index, uint16 byte length, UTF-8 bytes."""
+        out = bytearray(len(self.labels).to_bytes(2, "little"))
+        for index, label in enumerate(self.labels):
+            encoded = label.encode("utf-8")
+            out += index.to_bytes(2, "little") + len(encoded).to_bytes(2, "little") + encoded
+        return bytes(out)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """A stage image: Dockerfile, base image and pinned pip requirements."""
+
+    name: str
+    stage: str
+    dockerfile: str
+    base_image: str
+    requirements: Tuple[str, ...]
+
+    def build_args(self, base_image: Optional[str] = None) -> Dict[str, str]:
+        return {"BASE_IMAGE": base_image or self.base_image, "PIP_REQUIREMENTS": " ".join(self.requirements)}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One DeepSpeech model release: where its assets are and its architecture defaults."""
+
+    name: str
+    graph_version: int
+    checkpoint_url: str
+    source_url: str
+    n_hidden: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything one build needs: model, checkpoint source, images, IR precision."""
+
+    name: str
+    description: str
+    release: Release
+    checkpoint: str
+    seed: int
+    architecture: Architecture
+    freeze_image: ImageSpec
+    convert_image: ImageSpec
+    ir_precision: str
+    alphabet: Alphabet = field(default_factory=Alphabet.default)
+
+    @property
+    def n_classes(self) -> int:
+        return self.alphabet.n_classes
+
+    def mo_arguments(self) -> List[str]:
+        """Model Optimizer's shape and cut arguments, computed from the architecture.
+
+        ``input_lengths`` is frozen to n_steps (the application always feeds full
+        windows); the outputs are the LSTM's final h and c and the softmaxed logits.
+        """
+        arch = self.architecture
+        n, w, f, h = arch.n_steps, arch.window_width, arch.n_input, arch.n_hidden
+        inputs = (
+            f"{INPUT_LENGTHS}->[{n}],{INPUT_NODE}[1 {n} {w} {f}],"
+            f"{PREVIOUS_STATE_H}[1 {h}],{PREVIOUS_STATE_C}[1 {h}]"
+        )
+        outputs = f"{LSTM_FINAL_H},{LSTM_FINAL_C},{LOGITS}"
+        return [
+            "--input", inputs,
+            "--output", outputs,
+            f"--compress_to_fp16={self.ir_precision == 'FP16'}",
+        ]
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """A plain-data view of the target, for up-to-date checks and manifests."""
+        data = asdict(self)
+        data["alphabet"] = list(self.alphabet.labels)
+        return data
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    """Where each stage writes, under an artifacts root (host or container)."""
+
+    root: Path
+    target: str
+
+    @property
+    def target_dir(self) -> Path:
+        return self.root / self.target
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.target_dir / "checkpoint"
+
+    @property
+    def frozen_dir(self) -> Path:
+        return self.target_dir / "frozen"
+
+    @property
+    def frozen_graph(self) -> Path:
+        return self.frozen_dir / "output_graph.pb"
+
+    @property
+    def ir_dir(self) -> Path:
+        return self.target_dir / "ir"
+
+    @property
+    def ir_xml(self) -> Path:
+        return self.ir_dir / "output_graph.xml"
+
+    @property
+    def ir_bin(self) -> Path:
+        return self.ir_dir / "output_graph.bin"
+
+    @property
+    def check_dir(self) -> Path:
+        """The IR-vs-TF check on a random window: inputs, TF outputs, report."""
+        return self.target_dir / "check"
+
+    @property
+    def stamps_dir(self) -> Path:
+        return self.target_dir / ".stamps"
+
+
+# ---------------------------------------------------------------------------
+# Loading and validation
+
+
+def project_root() -> Path:
+    """The checkout holding targets.toml: $DS2IR_PROJECT_ROOT, else the source tree."""
+    env = os.environ.get(PROJECT_ROOT_ENV)
+    candidates = [Path(env)] if env else [Path(__file__).resolve().parents[2]]
+    for candidate in candidates:
+        if (candidate / "targets.toml").is_file():
+            return candidate
+    raise ConfigError(
+        f"cannot find the ds2ir checkout (looked for targets.toml in {candidates[0]}). "
+        f"Run from a checkout installed with 'pip install -e .', or set {PROJECT_ROOT_ENV}."
+    )
+
+
+def targets_file() -> Path:
+    """$DS2IR_TARGETS (set in the stage images), else the checkout's targets.toml."""
+    env = os.environ.get(TARGETS_ENV)
+    return Path(env) if env else project_root() / "targets.toml"
+
+
+_TOP_KEYS = {"default_target", "images", "releases", "targets"}
+_IMAGE_KEYS = {f.name for f in fields(ImageSpec)} - {"name"}
+_RELEASE_KEYS = {f.name for f in fields(Release)} - {"name"}
+_ARCH_KEYS = {f.name for f in fields(Architecture)} - {"graph_version"}
+_TARGET_KEYS = {"description", "extends", "release", "checkpoint", "seed", "freeze_image",
+                "convert_image", "ir_precision"} | _ARCH_KEYS
+
+
+class TargetsFile:
+    """A parsed, validated targets.toml."""
+
+    def __init__(self, data: Mapping[str, Any], *, source: str):
+        self.source = source
+        self._data = data
+        _check_keys(data, _TOP_KEYS, source, "")
+        self.images = {name: self._image(name, raw) for name, raw in self._table("images").items()}
+        self.releases = {name: self._release(name, raw) for name, raw in self._table("releases").items()}
+        self._raw_targets = self._table("targets")
+        self.default_target = self._get(data, "default_target", str, "")
+        self.names = sorted(self._raw_targets)
+        for name in self.names:  # validate all targets eagerly: a typo anywhere is an error
+            self.target(name)
+        if self.default_target not in self._raw_targets:
+            raise ConfigError(f"default_target '{self.default_target}' is not a target", file=source, key="default_target")
+
+    @classmethod
+    def load(cls, path: Optional[Path] = None) -> "TargetsFile":
+        path = path or targets_file()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"the targets file {path} does not exist; set {TARGETS_ENV} or run from a checkout") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+        return cls(data, source=str(path))
+
+    def target(self, name: Optional[str] = None) -> Target:
+        name = name or self.default_target
+        raw = self._resolve(name, ())
+        key = f"targets.{name}"
+        release_name = self._get(raw, "release", str, key)
+        if release_name not in self.releases:
+            raise ConfigError(f"release '{release_name}' is not defined under [releases]", file=self.source, key=f"{key}.release")
+        release = self.releases[release_name]
+        arch_values = {"n_hidden": release.n_hidden, "graph_version": release.graph_version}
+        for arch_field in fields(Architecture):
+            if arch_field.name in raw:
+                arch_values[arch_field.name] = self._get(raw, arch_field.name, type(arch_field.default), key)
+        architecture = Architecture(**arch_values)
+        for positive in ("n_hidden", "n_steps", "n_input", "sample_rate", "feature_win_len_ms", "feature_win_step_ms"):
+            if getattr(architecture, positive) <= 0:
+                raise ConfigError(f"{positive} must be positive, got {getattr(architecture, positive)}", file=self.source, key=f"{key}.{positive}")
+        if architecture.n_context < 0:
+            raise ConfigError("n_context must be >= 0", file=self.source, key=f"{key}.n_context")
+        checkpoint = self._choice(raw, "checkpoint", CHECKPOINT_KINDS, key)
+        return Target(
+            name=name,
+            description=str(raw.get("description", "")),
+            release=release,
+            checkpoint=checkpoint,
+            seed=self._get(raw, "seed", int, key) if "seed" in raw else 0,
+            architecture=architecture,
+            freeze_image=self._image_ref(raw, "freeze_image", "freeze", key),
+            convert_image=self._image_ref(raw, "convert_image", "convert", key),
+            ir_precision=self._choice(raw, "ir_precision", IR_PRECISIONS, key),
+        )
+
+    # -- helpers --------------------------------------------------------------
+
+    def _resolve(self, name: str, chain: Tuple[str, ...]) -> Dict[str, Any]:
+        if name not in self._raw_targets:
+            hint = difflib.get_close_matches(name, self._raw_targets, n=1)
+            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            raise ConfigError(
+                f"unknown target '{name}'.{suggestion} Known targets: {', '.join(sorted(self._raw_targets))}.",
+                file=self.source,
+            )
+        if name in chain:
+            raise ConfigError(f"'extends' forms a cycle: {' -> '.join(chain + (name,))}", file=self.source, key=f"targets.{name}")
+        raw = self._raw_targets[name]
+        if not isinstance(raw, dict):
+            raise ConfigError("must be a table", file=self.source, key=f"targets.{name}")
+        _check_keys(raw, _TARGET_KEYS, self.source, f"targets.{name}")
+        merged: Dict[str, Any] = {}
+        if "extends" in raw:
+            merged.update(self._resolve(self._get(raw, "extends", str, f"targets.{name}"), chain + (name,)))
+            merged.pop("description", None)
+        merged.update({k: v for k, v in raw.items() if k != "extends"})
+        return merged
+
+    def _table(self, key: str) -> Dict[str, Any]:
+        value = self._data.get(key)
+        if not isinstance(value, dict) or not value:
+            raise ConfigError("missing or empty table", file=self.source, key=key)
+        return value
+
+    def _get(self, raw: Mapping[str, Any], name: str, kind: type, key: str) -> Any:
+        where = f"{key}.{name}" if key else name
+        if name not in raw:
+            raise ConfigError("missing required key", file=self.source, key=where)
+        value = raw[name]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigError(f"must be {kind.__name__}, got {value!r}", file=self.source, key=where)
+        return value
+
+    def _choice(self, raw: Mapping[str, Any], name: str, allowed: Tuple[str, ...], key: str) -> str:
+        value = self._get(raw, name, str, key)
+        if value not in allowed:
+            raise ConfigError(f"must be one of {', '.join(allowed)}, got '{value}'", file=self.source, key=f"{key}.{name}")
+        return value
+
+    def _image(self, name: str, raw: Any) -> ImageSpec:
+        key = f"images.{name}"
+        if not isinstance(raw, dict):
+            raise ConfigError("must be a table", file=self.source, key=key)
+        _check_keys(raw, _IMAGE_KEYS, self.source, key)
+        requirements = self._get(raw, "requirements", list, key)
+        if not all(isinstance(r, str) and "==" in r for r in requirements):
+            raise ConfigError("every requirement must be pinned as 'name==version'", file=self.source, key=f"{key}.requirements")
+        return ImageSpec(
+            name=name,
+            stage=self._choice(raw, "stage", STAGES, key),
+            dockerfile=self._get(raw, "dockerfile", str, key),
+            base_image=self._get(raw, "base_image", str, key),
+            requirements=tuple(requirements),
+        )
+
+    def _release(self, name: str, raw: Any) -> Release:
+        key = f"releases.{name}"
+        if not isinstance(raw, dict):
+            raise ConfigError("must be a table", file=self.source, key=key)
+        _check_keys(raw, _RELEASE_KEYS, self.source, key)
+        return Release(
+            name=name,
+            graph_version=self._get(raw, "graph_version", int, key),
+            checkpoint_url=self._get(raw, "checkpoint_url", str, key),
+            source_url=self._get(raw, "source_url", str, key),
+            n_hidden=self._get(raw, "n_hidden", int, key),
+        )
+
+    def _image_ref(self, raw: Mapping[str, Any], name: str, stage: str, key: str) -> ImageSpec:
+        image_name = self._get(raw, name, str, key)
+        image = self.images.get(image_name)
+        if image is None:
+            raise ConfigError(f"image '{image_name}' is not defined under [images]", file=self.source, key=f"{key}.{name}")
+        if image.stage != stage:
+            raise ConfigError(f"image '{image_name}' is a {image.stage} image, not a {stage} image", file=self.source, key=f"{key}.{name}")
+        return image
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: set, source: str, key: str) -> None:
+    for name in raw:
+        if name not in allowed:
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            where = f"{key}.{name}" if key else name
+            raise ConfigError(f"unknown key.{suggestion}", file=source, key=where)
+
+
+def load_target(name: Optional[str] = None, path: Optional[Path] = None) -> Target:
+    """The named target (default: the file's default_target), validated."""
+    return TargetsFile.load(path).target(name)

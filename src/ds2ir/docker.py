@@ -1,0 +1,187 @@
+"""Docker helpers: preflight, content-addressed stage images, stage containers, compose.
+
+All Docker calls go through :class:`ds2ir.runner.Runner`, so they are echoed and
+their failures carry the command, exit code and the last lines of output.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target
+from ds2ir.errors import ContainerError, DockerUnavailableError
+from ds2ir.runner import Runner
+
+OFFLINE_PREFIX = "ds2ir-offline/"
+# What of the checkout goes into the images (the rest is excluded by .dockerignore).
+PACKAGE_FILES = ("pyproject.toml", "src")
+
+
+def offline_substitute(public_image: str) -> str:
+    """The name `invoke base-images` gives its locally built stand-in for a public image."""
+    return OFFLINE_PREFIX + public_image
+
+
+class Docker:
+    """The Docker engine as ds2ir uses it."""
+
+    def __init__(self, runner: Runner, *, executable: str = "docker"):
+        self.runner = runner
+        self.executable = executable
+
+    # -- preflight -----------------------------------------------------------
+
+    def preflight(self) -> str:
+        """Check the engine answers before any work starts; return its version."""
+        try:
+            return self.runner.run(
+                [self.executable, "version", "--format", "{{.Server.Version}}"],
+                step="docker preflight", capture=True, quiet=True,
+            ).strip()
+        except Exception as exc:
+            raise DockerUnavailableError(self._diagnose(str(exc))) from None
+
+    def _diagnose(self, output: str) -> str:
+        host = os.environ.get("DOCKER_HOST")
+        if "not installed" in output:
+            return (f"The Docker client '{self.executable}' is not installed. Install Docker "
+                    f"(on Debian: 'apt-get install docker.io', or run scripts/bootstrap) and retry.")
+        if "permission denied" in output.lower():
+            return ("The Docker daemon's socket is not accessible to this user (permission denied). "
+                    "Add yourself to the 'docker' group ('sudo usermod -aG docker $USER', then log in again) "
+                    "or run as a user who may use Docker.")
+        if host:
+            return (f"No Docker daemon answers at DOCKER_HOST={host}. Check that address, or unset "
+                    f"DOCKER_HOST to use the local socket, then retry.")
+        return ("The Docker daemon is not running (no answer on the local socket). Start it "
+                "('sudo systemctl start docker', or 'dockerd &' where there is no systemd; "
+                "scripts/bootstrap does this) and retry.")
+
+    # -- images --------------------------------------------------------------
+
+    def image_id(self, ref: str) -> Optional[str]:
+        """The local image ID of ``ref``, or None when it is not present."""
+        try:
+            return self.runner.run(
+                [self.executable, "image", "inspect", "--format", "{{.Id}}", ref],
+                step="inspect image", capture=True, quiet=True,
+            ).strip()
+        except Exception:
+            return None
+
+    def resolve_base_image(self, public_image: str) -> str:
+        """The public base image, or its offline stand-in when one was built here."""
+        substitute = offline_substitute(public_image)
+        return substitute if self.image_id(substitute) else public_image
+
+    def stage_image_tag(self, spec: ImageSpec, base_image: str, project: Path) -> str:
+        """A tag naming what the image contains: Dockerfile, build args and package source."""
+        digest = hashlib.sha256()
+        digest.update((project / spec.dockerfile).read_bytes())
+        for key, value in sorted(spec.build_args(base_image).items()):
+            digest.update(f"{key}={value}\n".encode())
+        for path in _package_files(project):
+            digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
+        return f"ds2ir/{spec.name}:{digest.hexdigest()[:12]}"
+
+    def ensure_stage_image(self, spec: ImageSpec, project: Path, *, base_image: Optional[str] = None) -> str:
+        """Build the stage image unless an image with the same content tag exists."""
+        base = base_image or self.resolve_base_image(spec.base_image)
+        tag = self.stage_image_tag(spec, base, project)
+        if self.image_id(tag):
+            self.runner.say(f"image {tag} is up to date")
+            return tag
+        argv: List[str] = [self.executable, "build", "-f", str(project / spec.dockerfile), "-t", tag]
+        for key, value in sorted(spec.build_args(base).items()):
+            argv += ["--build-arg", f"{key}={value}"]
+        self.runner.run(argv + [str(project)], step=f"build {spec.stage} image", env={"DOCKER_BUILDKIT": "0"})
+        return tag
+
+    # -- containers ----------------------------------------------------------
+
+    def run_stage(
+        self,
+        *,
+        step: str,
+        image: str,
+        args: Sequence[str],
+        artifacts: Path,
+        targets: Path,
+        read_only: Sequence[Path] = (),
+    ) -> str:
+        """Run one stage in a throwaway container: no network, as the calling user.
+
+        The artifacts directory is mounted at /artifacts and the targets file at
+        /etc/ds2ir/targets.toml; ``read_only`` paths under ``artifacts`` are mounted
+        again read-only. On failure the container is removed and a ContainerError
+        carries the log tail.
+        """
+        name = f"ds2ir-{step.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
+        argv: List[str] = [
+            self.executable, "run", "--rm", "--name", name, "--network", "none",
+            "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
+            "-v", f"{artifacts.resolve()}:{CONTAINER_ARTIFACTS}",
+            "-v", f"{targets.resolve()}:{CONTAINER_TARGETS}:ro",
+        ]
+        for path in read_only:
+            inside = CONTAINER_ARTIFACTS / path.resolve().relative_to(artifacts.resolve())
+            argv += ["-v", f"{path.resolve()}:{inside}:ro"]
+        argv += [image, *args]
+
+        def container_error(**kwargs: object) -> ContainerError:
+            return ContainerError(image=image, **kwargs)  # type: ignore[arg-type]
+
+        try:
+            return self.runner.run(argv, step=step, error=container_error)
+        finally:
+            # A killed client leaves the container running; make sure it is gone.
+            self.runner.succeeds([self.executable, "rm", "-f", name])
+
+    # -- compose -------------------------------------------------------------
+
+    def compose_command(self) -> List[str]:
+        """``docker compose`` (v2) when available, else ``docker-compose`` (v1)."""
+        if self.runner.succeeds([self.executable, "compose", "version"]):
+            return [self.executable, "compose"]
+        if self.runner.succeeds(["docker-compose", "version"]):
+            return ["docker-compose"]
+        raise DockerUnavailableError(
+            "Neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed. Install one "
+            "(on Debian: 'apt-get install docker-compose') or use 'invoke build', which needs neither."
+        )
+
+
+def _package_files(project: Path) -> List[Path]:
+    files: List[Path] = []
+    for entry in PACKAGE_FILES:
+        path = project / entry
+        if path.is_file():
+            files.append(path)
+        else:
+            files.extend(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                         and not p.name.endswith(".egg-info") and ".egg-info" not in str(p))
+    return sorted(files)
+
+
+def compose_environment(target: Target, base_images: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The variables docker-compose.yml reads, from a target (one source of truth).
+
+    ``base_images`` maps a public base image to the one to use (offline stand-ins).
+    """
+    base_images = base_images or {}
+    env = {"DS2IR_TARGET": target.name}
+    for spec in (target.freeze_image, target.convert_image):
+        prefix = spec.stage.upper()
+        env[f"{prefix}_BASE_IMAGE"] = base_images.get(spec.base_image, spec.base_image)
+        env[f"{prefix}_REQUIREMENTS"] = " ".join(spec.requirements)
+    return env
+
+
+def render_env_file(target: Target) -> str:
+    """The committed .env that plain `docker compose up` reads (regenerate: invoke compose-env)."""
+    lines = ["# Generated from targets.toml by `invoke compose-env`; do not edit by hand."]
+    lines += [f"{key}={value}" for key, value in sorted(compose_environment(target).items())]
+    return "\n".join(lines) + "\n"

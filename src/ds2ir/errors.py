@@ -1,0 +1,155 @@
+"""The one exception hierarchy of ds2ir.
+
+Every error a user can cause or meet is a :class:`Ds2irError` whose ``str()`` is a
+one-paragraph message naming the thing that went wrong and the fix. Tasks catch the
+root and print the message; ``--debug`` shows the traceback as well.
+
+    Ds2irError
+    ├── ConfigError            the targets file or a command-line option is wrong
+    ├── DockerUnavailableError no usable Docker engine or compose
+    ├── MissingInputError      an input file or directory is absent
+    ├── CheckpointError        a checkpoint lacks variables or has wrong shapes
+    ├── AudioError             an audio file cannot be turned into features
+    ├── VerificationError      the IR does not compute what the TF graph computes
+    ├── FetchError             an asset cannot be downloaded, imported or taken from the cache
+    │   ├── IntegrityError     a file's size or sha256 differs from assets.lock.toml
+    │   ├── UnknownDigestError the lock has no sha256 for an asset
+    │   └── NotCachedError     offline, and the cache lacks an asset
+    ├── ArchiveError           an archive is unreadable or corrupt
+    │   └── UnsafeArchiveError ... or would write outside its destination or expand too far
+    └── CommandError           a subprocess exited non-zero
+        └── ContainerError     ... inside a stage container
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+__all__ = [
+    "ArchiveError",
+    "AudioError",
+    "CheckpointError",
+    "CommandError",
+    "ConfigError",
+    "ContainerError",
+    "DockerUnavailableError",
+    "Ds2irError",
+    "FetchError",
+    "IntegrityError",
+    "MissingInputError",
+    "NotCachedError",
+    "UnknownDigestError",
+    "UnsafeArchiveError",
+    "VerificationError",
+]
+
+
+class Ds2irError(Exception):
+    """Root of every error ds2ir raises on purpose; the message is for the user."""
+
+
+class ConfigError(Ds2irError):
+    """A target, key or value is invalid; names the file and key when known."""
+
+    def __init__(self, message: str, *, file: Optional[str] = None, key: Optional[str] = None):
+        where = ""
+        if file and key:
+            where = f"{file}: [{key}]: "
+        elif file:
+            where = f"{file}: "
+        super().__init__(where + message)
+        self.file = file
+        self.key = key
+
+
+class DockerUnavailableError(Ds2irError):
+    """Docker (or compose) cannot be used; the message says how to fix it."""
+
+
+class MissingInputError(Ds2irError):
+    """A file or directory a stage needs does not exist."""
+
+
+class CheckpointError(Ds2irError):
+    """A checkpoint does not match the target's architecture."""
+
+
+class AudioError(Ds2irError):
+    """An audio file is unreadable or unsupported."""
+
+
+class VerificationError(Ds2irError):
+    """The IR and the TensorFlow graph disagree beyond tolerance."""
+
+
+class CommandError(Ds2irError):
+    """A command exited non-zero; carries what is needed to understand why."""
+
+    def __init__(self, *, step: str, command: Sequence[str], exit_code: int, log_tail: str):
+        self.step = step
+        self.command = list(command)
+        self.exit_code = exit_code
+        self.log_tail = log_tail
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        from ds2ir.runner import quote
+
+        tail = self.log_tail.rstrip() or "(no output)"
+        return (
+            f"Step '{self.step}' failed with exit code {self.exit_code}.\n"
+            f"  command: {quote(self.command)}\n"
+            f"  last lines of its output:\n"
+            + "\n".join("    " + line for line in tail.splitlines())
+        )
+
+
+class ContainerError(CommandError):
+    """A stage container exited non-zero."""
+
+    def __init__(self, *, step: str, command: Sequence[str], exit_code: int, log_tail: str, image: str):
+        self.image = image
+        super().__init__(step=step, command=command, exit_code=exit_code, log_tail=log_tail)
+
+    def _describe(self) -> str:
+        head, _, rest = super()._describe().partition("\n")
+        return f"{head}\n  image: {self.image}\n{rest}"
+
+
+class FetchError(Ds2irError):
+    """An asset cannot be downloaded, imported or taken from the cache."""
+
+
+class IntegrityError(FetchError):
+    """A file's size or SHA-256 is not what the lock file records for its URL."""
+
+    def __init__(self, *, file: str, url: str, check: str, expected: str, actual: str, fix: str):
+        self.file = file
+        self.url = url
+        self.check = check
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{file} is not the asset {url}: its {check} is {actual}, but the lock expects {expected}. {fix}"
+        )
+
+
+class UnknownDigestError(FetchError):
+    """The lock has no SHA-256 for an asset, so no copy of it can be verified."""
+
+
+class NotCachedError(FetchError):
+    """Offline, and the cache does not hold the asset."""
+
+
+class ArchiveError(Ds2irError):
+    """An archive cannot be read or extracted."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """An archive member would land outside the destination, or the archive expands too far."""
+
+    def __init__(self, *, archive: str, member: str, reason: str, fix: str):
+        self.archive = archive
+        self.member = member
+        self.reason = reason
+        super().__init__(f"Refusing to extract {archive}: member '{member}' {reason}. Nothing was extracted. {fix}")

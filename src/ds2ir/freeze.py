@@ -1,0 +1,39 @@
+"""Freeze a checkpoint into DeepSpeech's streaming inference graph (output_graph.pb).
+
+Runs in the freeze image (TensorFlow 1.15). The checkpoint is checked against the
+architecture first, so a wrong checkpoint fails with every difference listed instead
+of TensorFlow's first NotFoundError.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ds2ir import atomic, checkpoint
+from ds2ir.config import Alphabet, Architecture
+
+
+def alphabet_for(checkpoint_dir: Path, default: Alphabet) -> Alphabet:
+    """The checkpoint's own alphabet.txt when it ships one (releases do), else ``default``."""
+    path = checkpoint_dir / "alphabet.txt"
+    return Alphabet.load(path) if path.is_file() else default
+
+
+def freeze(checkpoint_dir: Path, output: Path, arch: Architecture, alphabet: Alphabet) -> None:
+    """Restore the checkpoint into the inference graph and write it frozen, atomically."""
+    import tensorflow.compat.v1 as tf
+
+    from ds2ir.graph import build_inference_graph
+
+    prefix = checkpoint.find_prefix(checkpoint_dir)
+    checkpoint.check(prefix, arch, alphabet)
+    graph = tf.Graph()
+    with graph.as_default():
+        outputs = build_inference_graph(arch, alphabet)
+        saver = tf.train.Saver({v.op.name: v for v in tf.global_variables()})
+        graph.finalize()
+        output_names = [tensor.op.name for tensor in outputs.values()]
+        with tf.Session(graph=graph, config=checkpoint.single_thread_config()) as session:
+            saver.restore(session, str(prefix))
+            frozen = tf.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), output_names)
+    frozen = tf.graph_util.extract_sub_graph(frozen, output_names)
+    atomic.write_bytes(output, frozen.SerializeToString(deterministic=True))

@@ -1,0 +1,124 @@
+"""DeepSpeech 0.8.2's streaming inference graph, written for TensorFlow 1.15.
+
+Facts from DeepSpeech v0.8.2 ``train.py`` (create_model, create_inference_graph,
+export): three clipped-ReLU dense layers over a [n_steps, 2*n_context+1, n_input]
+window, an LSTMBlockFusedCell named like the CuDNN-compatible cell, a fourth dense
+layer, a linear output layer, softmax ``logits``, the new LSTM state, the
+``input_samples -> mfccs`` feature subgraph and the ``metadata_*`` constants the native
+client reads. Only imported where TensorFlow 1.15 is installed (the freeze image).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, NamedTuple
+
+import tensorflow.compat.v1 as tf
+
+from ds2ir import config
+from ds2ir.config import Alphabet, Architecture
+
+tf.logging.set_verbosity(tf.logging.ERROR)  # TF 1.15's deprecation notices are not for our users
+
+
+class ModelVariable(NamedTuple):
+    name: str
+    shape: tuple
+    dtype: str
+
+
+def model_variables(arch: Architecture, n_classes: int) -> List[ModelVariable]:
+    """Every variable the exporter restores, with its shape: the checkpoint contract."""
+    h = arch.n_hidden
+    dense = [
+        ("layer_1", arch.window_width * arch.n_input, h),
+        ("layer_2", h, h),
+        ("layer_3", h, h),
+        ("layer_5", h, h),
+        ("layer_6", h, n_classes),
+    ]
+    out = []
+    for layer, fan_in, units in dense:
+        out.append(ModelVariable(f"{layer}/bias", (units,), "float32"))
+        out.append(ModelVariable(f"{layer}/weights", (fan_in, units), "float32"))
+    out.append(ModelVariable(f"{config.LSTM_SCOPE}/bias", (4 * h,), "float32"))
+    out.append(ModelVariable(f"{config.LSTM_SCOPE}/kernel", (2 * h, 4 * h), "float32"))
+    return sorted(out)
+
+
+def _dense(name: str, x: tf.Tensor, units: int, relu_clip: float, *, relu: bool = True) -> tf.Tensor:
+    with tf.variable_scope(name):
+        bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer())
+        weights = tf.get_variable("weights", [x.shape[-1], units], initializer=tf.glorot_uniform_initializer())
+    output = tf.nn.bias_add(tf.matmul(x, weights), bias)
+    if relu:
+        output = tf.minimum(tf.nn.relu(output), relu_clip)
+    return output
+
+
+def _feature_subgraph(arch: Architecture) -> tf.Tensor:
+    """input_samples (one audio window) -> mfccs, as the native client computes features."""
+    samples = tf.placeholder(tf.float32, [arch.audio_window_samples], name=config.INPUT_SAMPLES)
+    spectrogram = tf.raw_ops.AudioSpectrogram(
+        input=tf.expand_dims(samples, -1),
+        window_size=arch.audio_window_samples,
+        stride=arch.audio_step_samples,
+        magnitude_squared=True,
+    )
+    mfccs = tf.raw_ops.Mfcc(
+        spectrogram=spectrogram,
+        sample_rate=arch.sample_rate,
+        dct_coefficient_count=arch.n_input,
+        upper_frequency_limit=arch.sample_rate / 2,
+    )
+    return tf.identity(tf.reshape(mfccs, [-1, arch.n_input]), name=config.MFCCS)
+
+
+def build_inference_graph(arch: Architecture, alphabet: Alphabet) -> Dict[str, tf.Tensor]:
+    """Build the batch-1 streaming graph in the default graph; return its output tensors."""
+    n_classes = alphabet.n_classes
+    mfccs = _feature_subgraph(arch)
+    window = tf.placeholder(tf.float32, list(arch.input_shape), name=config.INPUT_NODE)
+    lengths = tf.placeholder(tf.int32, [1], name=config.INPUT_LENGTHS)
+    previous_c = tf.placeholder(tf.float32, list(arch.state_shape), name=config.PREVIOUS_STATE_C)
+    previous_h = tf.placeholder(tf.float32, list(arch.state_shape), name=config.PREVIOUS_STATE_H)
+
+    # [1, steps, width, features] -> time-major rows of one flattened context window each.
+    x = tf.transpose(window, perm=[1, 0, 2, 3])
+    x = tf.reshape(x, [-1, arch.window_width * arch.n_input])
+    x = _dense("layer_1", x, arch.n_hidden, arch.relu_clip)
+    x = _dense("layer_2", x, arch.n_hidden, arch.relu_clip)
+    x = _dense("layer_3", x, arch.n_hidden, arch.relu_clip)
+    x = tf.reshape(x, [-1, 1, arch.n_hidden])
+
+    from tensorflow.contrib.rnn import LSTMBlockFusedCell  # contrib loads slowly: only when building
+
+    scope, cell_name = config.LSTM_SCOPE.rsplit("/", 1)
+    with tf.variable_scope(scope):
+        cell = LSTMBlockFusedCell(arch.n_hidden, forget_bias=0, name=cell_name)
+        output, state = cell(
+            x,
+            dtype=tf.float32,
+            sequence_length=lengths,
+            initial_state=tf.nn.rnn_cell.LSTMStateTuple(previous_c, previous_h),
+        )
+    x = tf.reshape(output, [-1, arch.n_hidden])
+    x = _dense("layer_5", x, arch.n_hidden, arch.relu_clip)
+    x = _dense("layer_6", x, n_classes, arch.relu_clip, relu=False)
+    raw_logits = tf.reshape(x, [-1, 1, n_classes], name="raw_logits")
+
+    outputs = {
+        config.LOGITS: tf.nn.softmax(raw_logits, name=config.LOGITS),
+        config.NEW_STATE_C: tf.identity(state.c, name=config.NEW_STATE_C),
+        config.NEW_STATE_H: tf.identity(state.h, name=config.NEW_STATE_H),
+        config.MFCCS: mfccs,
+    }
+    metadata = {
+        "metadata_version": arch.graph_version,
+        "metadata_sample_rate": arch.sample_rate,
+        "metadata_feature_win_len": arch.feature_win_len_ms,
+        "metadata_feature_win_step": arch.feature_win_step_ms,
+        "metadata_beam_width": arch.beam_width,
+    }
+    for name, value in metadata.items():
+        outputs[name] = tf.constant([value], name=name)
+    outputs["metadata_alphabet"] = tf.constant([alphabet.serialize()], name="metadata_alphabet")
+    return outputs

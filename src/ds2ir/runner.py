@@ -1,0 +1,105 @@
+"""The one place where ds2ir starts processes.
+
+Commands are argument lists, echoed shell-quoted before they run; ``dry_run`` prints
+them without running. Output streams to the terminal (when ``echo_output``) while the
+last lines are kept, so a failure can say what the command printed last.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from ds2ir.errors import CommandError, MissingInputError
+
+StrPath = Union[str, Path]
+LOG_TAIL_LINES = 40
+
+
+def quote(argv: Iterable[StrPath]) -> str:
+    """Shell-quoted form of an argument list, for logs and error messages."""
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Runner:
+    """Runs commands; replaceable in unit tests, ``dry_run`` for --dry-run."""
+
+    def __init__(self, *, dry_run: bool = False, echo_output: bool = True, say: Callable[[str], None] = _say):
+        self.dry_run = dry_run
+        self.echo_output = echo_output
+        self.say = say
+
+    def run(
+        self,
+        argv: Sequence[StrPath],
+        *,
+        step: str,
+        capture: bool = False,
+        stdin: Optional[IO[bytes]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[StrPath] = None,
+        quiet: bool = False,
+        error: Callable[..., CommandError] = CommandError,
+    ) -> str:
+        """Run ``argv``; return its output when ``capture``; raise ``error`` on failure.
+
+        ``quiet`` neither echoes the command nor streams its output (for probes).
+        """
+        argv = [str(a) for a in argv]
+        if not quiet:
+            self.say(f"$ {quote(argv)}")
+        if self.dry_run:
+            return ""
+        full_env = dict(os.environ, **env) if env else None
+        tail: "collections.deque[str]" = collections.deque(maxlen=LOG_TAIL_LINES)
+        captured = []
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=str(cwd) if cwd else None,
+            )
+        except FileNotFoundError as exc:
+            raise MissingInputError(
+                f"Cannot run '{argv[0]}' for step '{step}': the program is not installed or not on PATH. "
+                f"Install it (see README.md, 'scripts/bootstrap' does it on Debian) and retry."
+            ) from exc
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace")
+                tail.append(line.rstrip("\n"))
+                if capture:
+                    captured.append(line)
+                elif self.echo_output and not quiet:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # interrupted: never leave the child running
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if code != 0:
+            raise error(step=step, command=argv, exit_code=code, log_tail="\n".join(tail))
+        return "".join(captured)
+
+    def succeeds(self, argv: Sequence[StrPath]) -> bool:
+        """Whether ``argv`` exits 0; output discarded. For probes, never in dry run."""
+        try:
+            return subprocess.run(
+                [str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ).returncode == 0
+        except FileNotFoundError:
+            return False

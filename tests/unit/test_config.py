@@ -1,0 +1,124 @@
+from pathlib import Path
+
+import pytest
+
+from ds2ir import config
+from ds2ir.config import Alphabet, TargetsFile, load_target
+from ds2ir.errors import ConfigError
+
+SEED_INPUT = "input_lengths->[16],input_node[1 16 19 26],previous_state_h[1 2048],previous_state_c[1 2048]"
+SEED_OUTPUT = (
+    "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/GatherNd_1,"
+    "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/GatherNd,logits"
+)
+
+
+def test_mo_arguments_equal_the_seed_for_the_release_architecture():
+    args = load_target("synthetic-0.8.2").mo_arguments()
+    assert args[args.index("--input") + 1] == SEED_INPUT
+    assert args[args.index("--output") + 1] == SEED_OUTPUT
+
+
+def test_mo_arguments_follow_the_architecture():
+    args = load_target("synthetic-small").mo_arguments()
+    assert args[args.index("--input") + 1] == (
+        "input_lengths->[16],input_node[1 16 19 26],previous_state_h[1 64],previous_state_c[1 64]"
+    )
+
+
+def test_ir_precision_sets_fp16_compression():
+    target = load_target("synthetic-0.8.2")
+    assert "--compress_to_fp16=False" in target.mo_arguments()
+
+
+def test_release_architecture():
+    target = load_target("deepspeech-0.8.2")
+    arch = target.architecture
+    assert (arch.n_steps, arch.n_input, arch.n_context, arch.n_hidden) == (16, 26, 9, 2048)
+    assert arch.input_shape == (1, 16, 19, 26)
+    assert (arch.audio_window_samples, arch.audio_step_samples) == (512, 320)
+    assert target.n_classes == 29
+    assert target.checkpoint == "release"
+
+
+def test_extends_inherits_and_overrides():
+    small = load_target("synthetic-small")
+    assert small.checkpoint == "synthetic" and small.architecture.n_hidden == 64
+    assert small.freeze_image == load_target("deepspeech-0.8.2").freeze_image
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    original = (config.project_root() / "targets.toml").read_text()
+    path = tmp_path / "targets.toml"
+    path.write_text(original + text)
+    return path
+
+
+def test_unknown_target_suggests_the_closest():
+    with pytest.raises(ConfigError, match="unknown target 'synthetic-0.8.3'.*Did you mean 'synthetic-0.8.2'"):
+        load_target("synthetic-0.8.3")
+
+
+def test_typo_key_names_file_and_key(tmp_path):
+    path = _write(tmp_path, '\n[targets.typo]\nextends = "synthetic-small"\nn_hiden = 32\n')
+    with pytest.raises(ConfigError) as excinfo:
+        TargetsFile.load(path)
+    message = str(excinfo.value)
+    assert str(path) in message and "targets.typo.n_hiden" in message and "n_hidden" in message
+
+
+@pytest.mark.parametrize("line, key", [
+    ("n_hidden = 0", "targets.bad.n_hidden"),
+    ('n_hidden = "big"', "targets.bad.n_hidden"),
+    ('ir_precision = "FP8"', "targets.bad.ir_precision"),
+    ('convert_image = "freeze-tf1.15.5"', "targets.bad.convert_image"),
+    ('release = "9.9.9"', "targets.bad.release"),
+])
+def test_impossible_values_point_at_the_key(tmp_path, line, key):
+    path = _write(tmp_path, f'\n[targets.bad]\nextends = "synthetic-small"\n{line}\n')
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        TargetsFile.load(path)
+
+
+def test_extends_cycle_is_reported(tmp_path):
+    path = _write(tmp_path, '\n[targets.a]\nextends = "b"\n[targets.b]\nextends = "a"\n')
+    with pytest.raises(ConfigError, match="cycle"):
+        TargetsFile.load(path)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text("[targets\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        TargetsFile.load(path)
+
+
+def test_unpinned_requirement_is_refused(tmp_path):
+    text = (config.project_root() / "targets.toml").read_text().replace('"numpy==1.18.5"', '"numpy"')
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="pinned"):
+        TargetsFile.load(path)
+
+
+def test_alphabet_round_trip_and_serialization():
+    alphabet = Alphabet.default()
+    assert len(alphabet.labels) == 28 and alphabet.labels[0] == " " and alphabet.labels[-1] == "'"
+    assert Alphabet.parse(alphabet.to_text()) == alphabet
+    blob = alphabet.serialize()
+    assert int.from_bytes(blob[:2], "little") == 28
+    assert blob[2:7] == b"\x00\x00\x01\x00 "  # index 0, length 1, " "
+
+
+def test_alphabet_escaped_hash():
+    alphabet = Alphabet.parse("# comment\n\\#\na\n")
+    assert alphabet.labels == ("#", "a")
+    assert Alphabet.parse(alphabet.to_text()) == alphabet
+
+
+def test_layout_paths():
+    layout = config.ArtifactLayout(Path("/a"), "t")
+    assert layout.frozen_graph == Path("/a/t/frozen/output_graph.pb")
+    assert layout.ir_xml == Path("/a/t/ir/output_graph.xml")
+    assert layout.ir_bin == Path("/a/t/ir/output_graph.bin")
+    assert layout.checkpoint_dir == Path("/a/t/checkpoint")
