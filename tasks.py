@@ -131,8 +131,12 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
         env = compose_environment(chosen, {image: docker.resolve_base_image(image) for image in public})
         env.update(DS2IR_UID=str(os.getuid()), DS2IR_GID=str(os.getgid()))
         ARTIFACTS.mkdir(exist_ok=True)
-        docker.runner.run([*docker.compose_command(), "up", "--build", "--abort-on-container-exit",
-                           "--exit-code-from", "convert"], step="compose up", env=env, cwd=PROJECT)
+        compose = docker.compose_command()
+        docker.runner.run([*compose, "up", "--build"], step="compose up", env=env, cwd=PROJECT)
+        codes = docker.compose_exit_codes(compose, cwd=PROJECT, env=env)
+        failed = {service: code for service, code in codes.items() if code != 0}
+        if failed:
+            raise Exit(f"ds2ir: error: compose services failed (exit codes {failed}); their logs are above.", code=2)
 
 
 @task(name="compose-env")

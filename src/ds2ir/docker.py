@@ -111,6 +111,7 @@ class Docker:
         artifacts: Path,
         targets: Path,
         read_only: Sequence[Path] = (),
+        capture: bool = False,
     ) -> str:
         """Run one stage in a throwaway container: no network, as the calling user.
 
@@ -135,12 +136,26 @@ class Docker:
             return ContainerError(image=image, **kwargs)  # type: ignore[arg-type]
 
         try:
-            return self.runner.run(argv, step=step, error=container_error)
+            return self.runner.run(argv, step=step, error=container_error, capture=capture)
         finally:
             # A killed client leaves the container running; make sure it is gone.
             self.runner.succeeds([self.executable, "rm", "-f", name])
 
     # -- compose -------------------------------------------------------------
+
+    def compose_exit_codes(self, compose: Sequence[str], *, cwd: Path, env: Dict[str, str]) -> Dict[str, int]:
+        """Exit code of each service's last container (`compose up` alone does not fail on them)."""
+        codes = {}
+        for service in ("freeze", "convert"):
+            ids = self.runner.run([*compose, "ps", "-q", service], step="compose ps", capture=True, quiet=True,
+                                  cwd=cwd, env=env).split()
+            if not ids:
+                codes[service] = -1  # never started (an earlier service failed)
+                continue
+            state = self.runner.run([self.executable, "inspect", "--format", "{{.State.ExitCode}}", ids[0]],
+                                    step="inspect container", capture=True, quiet=True)
+            codes[service] = int(state.strip())
+        return codes
 
     def compose_command(self) -> List[str]:
         """``docker compose`` (v2) when available, else ``docker-compose`` (v1)."""

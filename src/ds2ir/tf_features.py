@@ -1,0 +1,89 @@
+"""DeepSpeech's features computed by TensorFlow's own audio ops, to check :mod:`ds2ir.features`.
+
+Only usable where TensorFlow is installed (the TF 1.15 freeze image); TensorFlow is
+imported inside the functions so that importing this module never needs it. The ops
+are called exactly as DeepSpeech 0.8.2's feeding.py calls them, Mfcc's other
+attributes left at their defaults, so a difference from the numpy version shows up.
+
+Run ``python -m ds2ir.tf_features FILE.wav...`` to print the largest numpy-vs-TF
+difference per file.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ds2ir import features
+from ds2ir.audio import read_wav
+from ds2ir.config import Architecture
+
+__all__ = ["main", "max_abs_difference", "mfcc", "spectrogram"]
+
+
+def _run(samples: np.ndarray, arch: Architecture, *, with_mfcc: bool) -> np.ndarray:
+    import tensorflow as tf
+    from tensorflow.python.ops import gen_audio_ops
+
+    graph = tf.Graph()
+    with graph.as_default():
+        audio = tf.constant(np.asarray(samples, dtype=np.float32)[:, None])  # [samples, channels]
+        result = gen_audio_ops.audio_spectrogram(
+            audio,
+            window_size=arch.audio_window_samples,
+            stride=arch.audio_step_samples,
+            magnitude_squared=True,
+        )
+        if with_mfcc:
+            result = gen_audio_ops.mfcc(
+                spectrogram=result,
+                sample_rate=arch.sample_rate,
+                dct_coefficient_count=arch.n_input,
+                upper_frequency_limit=arch.sample_rate / 2,
+            )
+            result = tf.reshape(result, [-1, arch.n_input])
+        else:
+            result = result[0]
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run(result)
+
+
+def spectrogram(samples: np.ndarray, arch: Architecture) -> np.ndarray:
+    """TF's AudioSpectrogram ``[n_frames, n_bins]`` of float32 samples (needs ≥ one window)."""
+    return _run(samples, arch, with_mfcc=False)
+
+
+def mfcc(samples: np.ndarray, arch: Architecture) -> np.ndarray:
+    """TF's Mfcc ``[n_frames, n_input]`` float32, as DeepSpeech computes it (needs ≥ one window)."""
+    return _run(samples, arch, with_mfcc=True)
+
+
+def max_abs_difference(samples: np.ndarray, arch: Architecture) -> float:
+    """Largest |numpy - TF| over all MFCC values of the same samples."""
+    ours, theirs = features.mfcc(samples, arch), mfcc(samples, arch)
+    if ours.shape != theirs.shape:
+        raise AssertionError(f"numpy MFCCs have shape {ours.shape}, TF's {theirs.shape}")
+    return float(np.max(np.abs(ours.astype(np.float64) - theirs)))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Print max |Δ| per WAV file; exit 1 if any exceeds --tolerance."""
+    parser = argparse.ArgumentParser(prog="python -m ds2ir.tf_features", description=main.__doc__)
+    parser.add_argument("wavs", nargs="+")
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    args = parser.parse_args(argv)
+    arch = Architecture()
+    failed: List[str] = []
+    for wav in args.wavs:
+        samples = read_wav(wav, sample_rate=arch.sample_rate)
+        delta = max_abs_difference(samples, arch)
+        print(f"{wav}: {len(features.mfcc(samples, arch))} frames, max |numpy - TF| = {delta:.3g}")
+        if delta > args.tolerance:
+            failed.append(wav)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Helpers shared by the unit tests: a loopback HTTP server and tarball builders."""

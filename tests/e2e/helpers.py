@@ -1,0 +1,39 @@
+"""Helpers for end-to-end tests: run invoke tasks and stage commands for real."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ds2ir.config import load_target, targets_file
+from ds2ir.docker import Docker
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str, env: Optional[Dict[str, str]] = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run an invoke task of this checkout as a user would; output captured as text."""
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(PROJECT), *args],
+        cwd=str(PROJECT), env=dict(os.environ, **(env or {})),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"invoke {' '.join(args)} exited {result.returncode}:\n{result.stdout[-4000:]}")
+    return result
+
+
+def stage_command(docker: Docker, target_name: str, stage: str, args: List[str], artifacts: Path) -> str:
+    """Run a ds2ir command in the target's real stage image; return its stdout."""
+    target = load_target(target_name)
+    spec = target.freeze_image if stage == "freeze" else target.convert_image
+    image = docker.ensure_stage_image(spec, PROJECT)
+    return docker.run_stage(step=args[0], image=image, args=[*args, "--target", target_name],
+                            artifacts=artifacts, targets=targets_file(), capture=True)
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])

@@ -1,0 +1,166 @@
+"""ds2ir.archive: safe, all-or-nothing extraction of release tarballs."""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+from typing import Dict, Sequence
+
+import pytest
+
+from ds2ir.archive import extract
+from ds2ir.errors import ArchiveError, UnsafeArchiveError
+from tests._support.tarballs import Member, make_tar, release_tarball
+
+ROOT = "deepspeech-0.8.2-checkpoint"
+
+
+def snapshot(directory: Path) -> Dict[str, bytes]:
+    """Every path under ``directory`` (dirs and links too) with its content or target."""
+    out = {}
+    for path in sorted(directory.rglob("*")):
+        key = str(path.relative_to(directory))
+        if path.is_symlink():
+            out[key] = b"-> " + os.readlink(str(path)).encode()
+        elif path.is_file():
+            out[key] = path.read_bytes()
+        else:
+            out[key] = b"<dir>"
+    return out
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """A parent holding an existing destination, to prove failures leave both alone."""
+    parent = tmp_path / "out"
+    (parent / "dest").mkdir(parents=True)
+    (parent / "dest" / "old.txt").write_bytes(b"previous extraction")
+    return parent
+
+
+def test_release_tarball_is_extracted_without_its_top_directory(tmp_path: Path, out: Path) -> None:
+    archive = release_tarball(tmp_path / "ckpt.tar.gz")
+    dest = extract(archive, out / "dest")
+    assert dest == out / "dest"
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "best_dev-732522.data-00000-of-00001", "best_dev-732522.index", "checkpoint", "flags.txt",
+    ]
+    assert (dest / "checkpoint").read_bytes() == b'model_checkpoint_path: "best_dev-732522"\n'
+    assert not (dest / "old.txt").exists()  # replaced whole
+    assert sorted(p.name for p in out.iterdir()) == ["dest"]  # no temporaries left
+
+
+def test_top_directory_is_kept_when_asked_or_when_there_is_none(tmp_path: Path, out: Path) -> None:
+    archive = release_tarball(tmp_path / "ckpt.tar", gz=False)
+    extract(archive, out / "kept", strip_single_root=False)
+    assert (out / "kept" / ROOT / "flags.txt").is_file()
+
+    flat = make_tar(tmp_path / "flat.tar.gz", [("a.txt", "file", b"a"), ("b/c.txt", "file", b"c")])
+    extract(flat, out / "flat")
+    assert snapshot(out / "flat") == {"a.txt": b"a", "b": b"<dir>", "b/c.txt": b"c"}
+
+
+def test_links_inside_the_tree_are_kept(tmp_path: Path, out: Path) -> None:
+    # DeepSpeech's source tree links training/deepspeech_training/VERSION -> ../../VERSION.
+    archive = make_tar(tmp_path / "src.tar.gz", [
+        (f"{ROOT}/VERSION", "file", b"0.8.2\n"),
+        (f"{ROOT}/training/deepspeech_training/VERSION", "symlink", "../../VERSION"),
+        (f"{ROOT}/bin/run.sh", "file", b"#!/bin/sh\n"),
+        (f"{ROOT}/bin/run-copy.sh", "hardlink", f"{ROOT}/bin/run.sh"),
+    ])
+    dest = extract(archive, out / "dest")
+    assert (dest / "training/deepspeech_training/VERSION").read_bytes() == b"0.8.2\n"
+    assert os.path.samefile(str(dest / "bin/run.sh"), str(dest / "bin/run-copy.sh"))
+
+
+MALICIOUS = {
+    "traversal": ([(f"{ROOT}/ok", "file", b"x"), ("../x", "file", b"evil")], "../x", "'..'"),
+    "nested-traversal": ([(f"{ROOT}/a/../../x", "file", b"evil")], f"{ROOT}/a/../../x", "'..'"),
+    "absolute": ([("/etc/x", "file", b"evil")], "/etc/x", "absolute"),
+    "symlink-escape": ([(f"{ROOT}/link", "symlink", "../../etc")], f"{ROOT}/link", "outside"),
+    "symlink-absolute": ([(f"{ROOT}/link", "symlink", "/etc/passwd")], f"{ROOT}/link", "outside"),
+    # a -> . is harmless alone, but a/.. then leaves the destination.
+    "symlink-chain-escape": (
+        [(f"{ROOT}/a", "symlink", "."), (f"{ROOT}/b", "symlink", "a/..")], f"{ROOT}/b", "outside",
+    ),
+    "symlink-loop": ([(f"{ROOT}/a", "symlink", "b"), (f"{ROOT}/b", "symlink", "a")], f"{ROOT}/a", "outside"),
+    "write-through-symlink": (
+        [(f"{ROOT}/sub/", "dir", None), (f"{ROOT}/d", "symlink", "sub"), (f"{ROOT}/d/x", "file", b"x")],
+        f"{ROOT}/d/x", "under the symlink",
+    ),
+    "hardlink-escape": (
+        [(f"{ROOT}/a", "file", b"x"), (f"{ROOT}/h", "hardlink", "../outside")], f"{ROOT}/h", "'..'",
+    ),
+    "hardlink-absolute": ([(f"{ROOT}/h", "hardlink", "/etc/passwd")], f"{ROOT}/h", "absolute"),
+    "hardlink-out-of-root": (
+        [("top/a", "file", b"x"), ("top/h", "hardlink", "other/a")], "top/h", "outside the top directory",
+    ),
+    "hardlink-to-nothing": ([("a", "file", b"x"), ("h", "hardlink", "missing")], "h", "not an earlier regular file"),
+    "device": ([(f"{ROOT}/ok", "file", b"x"), (f"{ROOT}/null", "chr", None)], f"{ROOT}/null", "device"),
+    "fifo": ([(f"{ROOT}/pipe", "fifo", None)], f"{ROOT}/pipe", "fifo"),
+    "duplicate": ([("a", "file", b"x"), ("a", "file", b"y")], "a", "twice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS))
+def test_malicious_archives_are_refused_and_change_nothing(tmp_path: Path, out: Path, case: str) -> None:
+    members, member, why = MALICIOUS[case]
+    archive = make_tar(tmp_path / f"{case}.tar.gz", members)
+    before = snapshot(out)
+    with pytest.raises(UnsafeArchiveError) as raised:
+        extract(archive, out / "dest")
+    assert raised.value.member == member
+    assert f"'{member}'" in str(raised.value) and why in str(raised.value)
+    assert snapshot(out) == before
+    assert not (tmp_path / "x").exists() and not (tmp_path / "outside").exists()
+
+
+def _many(count: int, size: int) -> Sequence[Member]:
+    return [(f"{ROOT}/f{i:03d}", "file", bytes(size)) for i in range(count)]
+
+
+@pytest.mark.parametrize("limits, culprit, message", [
+    ({"max_total_bytes": 2500}, f"{ROOT}/f002", "expand past 2500 bytes"),
+    ({"max_members": 5}, f"{ROOT}/f005", "more than 5 members"),
+])
+def test_archives_expanding_past_a_limit_are_refused(
+    tmp_path: Path, out: Path, limits: Dict[str, int], culprit: str, message: str
+) -> None:
+    archive = make_tar(tmp_path / "bomb.tar.gz", _many(10, 1000))
+    before = snapshot(out)
+    with pytest.raises(UnsafeArchiveError, match=message) as raised:
+        extract(archive, out / "dest", **limits)
+    assert raised.value.member == culprit
+    assert "raise" in str(raised.value)  # says how to proceed when the archive is trusted
+    assert snapshot(out) == before
+
+
+def test_truncated_and_non_tar_files_are_archive_errors(tmp_path: Path, out: Path) -> None:
+    good = release_tarball(tmp_path / "good.tar.gz").read_bytes()
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"not a tarball at all" * 10)
+    before = snapshot(out)
+    for bad in (truncated, garbage, tmp_path / "missing.tar.gz"):
+        with pytest.raises(ArchiveError) as raised:
+            extract(bad, out / "dest")
+        assert not isinstance(raised.value, UnsafeArchiveError)
+        assert str(bad) in str(raised.value)
+        assert snapshot(out) == before
+
+
+def test_modes_are_normalised_and_mtimes_kept(tmp_path: Path, out: Path) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, mode in (("top/script", 0o4777), ("top/data", 0o666)):
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime, info.size = mode, 1_600_000_000, 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    archive = tmp_path / "modes.tar"
+    archive.write_bytes(raw.getvalue())
+    dest = extract(archive, out / "dest")
+    assert (dest / "script").stat().st_mode & 0o7777 == 0o755  # no setuid, not world-writable
+    assert (dest / "data").stat().st_mode & 0o7777 == 0o644
+    assert int((dest / "data").stat().st_mtime) == 1_600_000_000
