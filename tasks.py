@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 
 from invoke import Context, Exit, task
 
-from ds2ir import baseimages, build as builds, config
+from ds2ir import baseimages, build as builds, config, fetch, manifest, locks
 from ds2ir.docker import Docker, compose_environment, render_env_file
 from ds2ir.errors import Ds2irError
 from ds2ir.runner import Runner, quote
@@ -24,6 +24,9 @@ HELP = {
     "force": "run every stage even when up to date",
     "dry_run": "print the commands without running them",
     "debug": "show Python tracebacks on errors",
+    "check": "rebuild every stage and fail unless the outputs match outputs.lock.json bit for bit",
+    "offline": "never touch the network: release assets must be in the cache (see `invoke fetch --import`)",
+    "trust_on_first_use": "accept and record in assets.lock.toml the digest of an asset the lock does not know",
 }
 
 
@@ -31,7 +34,7 @@ def _help(*names: str) -> dict:
     return {name: HELP[name] for name in names}
 
 
-BUILD_HELP = _help("target", "artifacts", "force", "dry_run", "debug")
+BUILD_HELP = _help("target", "artifacts", "force", "dry_run", "debug", "offline", "trust_on_first_use")
 
 
 @contextlib.contextmanager
@@ -45,39 +48,97 @@ def user_errors(debug: bool) -> Iterator[None]:
         raise Exit(f"ds2ir: error: {exc}", code=2)
 
 
-def _builder(target: Optional[str], artifacts: Optional[str], force: bool = False, dry_run: bool = False) -> builds.Builder:
+def _builder(target: Optional[str], artifacts: Optional[str], force: bool = False, dry_run: bool = False,
+             offline: bool = False, trust_on_first_use: bool = False) -> builds.Builder:
     docker = Docker(Runner(dry_run=dry_run))
-    return builds.Builder(config.load_target(target), project=PROJECT, artifacts=Path(artifacts or ARTIFACTS).resolve(),
-                          docker=docker, force=force)
+    return builds.Builder(config.load_target(target, project=PROJECT), project=PROJECT,
+                          artifacts=Path(artifacts or ARTIFACTS).resolve(), docker=docker, force=force,
+                          offline=offline, trust_on_first_use=trust_on_first_use)
 
 
-def _build(target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool, until: str) -> None:
+def _build(target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool, until: str,
+           offline: bool = False, trust_on_first_use: bool = False) -> None:
     with user_errors(debug):
-        builder = _builder(target, artifacts, force, dry_run)
+        builder = _builder(target, artifacts, force, dry_run, offline, trust_on_first_use)
         timings = builder.build(until=until)
         ran = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) or "nothing (all up to date)"
         print(f"[{builder.target.name}] ran: {ran}; outputs in {builder.layout.target_dir}")
 
 
-@task(default=True, help=BUILD_HELP)
+@task(default=True, help={**BUILD_HELP, **_help("check")})
 def build(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
-          dry_run: bool = False, debug: bool = False) -> None:
+          dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False,
+          check: bool = False) -> None:
     """Build the target end to end: checkpoint, freeze, convert, IR-vs-TF check (skips what is up to date)."""
-    _build(target, artifacts, force, dry_run, debug, until="check")
+    _build(target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use)
+    if check:
+        with user_errors(debug):
+            builder = _builder(target, artifacts)
+            manifest.check_outputs(PROJECT / manifest.LOCK_FILE_NAME, builder.target.name, builder.output_hashes())
+            print(f"[{builder.target.name}] outputs are bit-identical to {manifest.LOCK_FILE_NAME}")
+
+
+@task(name="lock-outputs", help=_help("target", "artifacts", "debug"))
+def lock_outputs(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
+    """Record the target's current output hashes in outputs.lock.json (what `build --check` expects)."""
+    with user_errors(debug):
+        builder = _builder(target, artifacts)
+        builder.build()
+        manifest.lock_outputs(PROJECT / manifest.LOCK_FILE_NAME, builder.target.name, builder.output_hashes())
+        print(f"[{builder.target.name}] recorded {len(builder.output_hashes())} output hashes in {manifest.LOCK_FILE_NAME}")
 
 
 @task(help=BUILD_HELP)
 def freeze(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
-           dry_run: bool = False, debug: bool = False) -> None:
+           dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Run the stages up to the frozen graph (artifacts/<target>/frozen/output_graph.pb)."""
-    _build(target, artifacts, force, dry_run, debug, until="freeze")
+    _build(target, artifacts, force, dry_run, debug, "freeze", offline, trust_on_first_use)
 
 
 @task(help=BUILD_HELP)
 def convert(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
-            dry_run: bool = False, debug: bool = False) -> None:
+            dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Run the stages up to the IR (artifacts/<target>/ir/output_graph.{xml,bin})."""
-    _build(target, artifacts, force, dry_run, debug, until="convert")
+    _build(target, artifacts, force, dry_run, debug, "convert", offline, trust_on_first_use)
+
+
+@task(iterable=["audio"], help={**_help("target", "artifacts", "debug"),
+                                "audio": "a WAV file (repeatable; default: ../shared/data/*.wav, else a test signal)",
+                                "precision": "OpenVINO inference precision: f32 (default) or bf16"})
+def verify(c: Context, target: Optional[str] = None, audio: Optional[list] = None, precision: str = "f32",
+           artifacts: Optional[str] = None, debug: bool = False) -> None:
+    """Prove the IR: stream real audio through IR and TF with carried state, compare, decode; writes verify/report.{json,png}."""
+    with user_errors(debug):
+        builder = _builder(target, artifacts)
+        recordings = [Path(a) for a in audio] if audio else builds.default_recordings(builder.layout, builder.target.architecture)
+        report = builder.verify(recordings, precision)
+        print(f"[{builder.target.name}] verified {len(recordings)} recording(s) at {precision}: {report}")
+
+
+@task(help={**_help("target", "artifacts", "debug"), "device": "OpenVINO device (default: CPU)",
+            "precision": "OpenVINO inference precision: f32 (default) or bf16"})
+def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str = "CPU", precision: str = "f32",
+               artifacts: Optional[str] = None, debug: bool = False) -> None:
+    """Transcribe a WAV file with the IR (greedy CTC) and print the real-time factor."""
+    with user_errors(debug):
+        print(_builder(target, artifacts).transcribe(Path(audio).resolve(), device=device, precision=precision), end="")
+
+
+@task(name="fetch", help={**_help("target", "offline", "trust_on_first_use", "debug"),
+                          "import_": "put a file you downloaded elsewhere into the cache, after verifying it",
+                          "url": "with --import: the URL the file was downloaded from (default: found by digest or name)",
+                          "source": "also fetch the release's source archive (for the upstream exporter)"})
+def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False, trust_on_first_use: bool = False,
+                 import_: Optional[str] = None, url: Optional[str] = None, source: bool = False, debug: bool = False) -> None:
+    """Download release assets into the cache (verified against assets.lock.toml), or --import one."""
+    with user_errors(debug):
+        lock = fetch.default_lock_path()
+        if import_:
+            print(fetch.import_file(Path(import_), url, lock_path=lock, trust_on_first_use=trust_on_first_use))
+            return
+        release = config.load_target(target).release
+        for asset in [release.checkpoint_url] + ([release.source_url] if source else []):
+            print(fetch.fetch(asset, lock_path=lock, offline=offline, trust_on_first_use=trust_on_first_use))
 
 
 @task(help=_help("target", "dry_run", "debug"))
@@ -126,7 +187,7 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
     with user_errors(debug):
         docker = Docker(Runner())
         docker.preflight()
-        chosen = config.load_target(target)
+        chosen = config.load_target(target, project=PROJECT)
         public = (chosen.freeze_image.base_image, chosen.convert_image.base_image)
         env = compose_environment(chosen, {image: docker.resolve_base_image(image) for image in public})
         env.update(DS2IR_UID=str(os.getuid()), DS2IR_GID=str(os.getgid()))
@@ -144,6 +205,15 @@ def compose_env(c: Context) -> None:
     """Regenerate .env (what plain `docker compose up` reads) from targets.toml's default target."""
     (PROJECT / ".env").write_text(render_env_file(config.load_target()))
     print(f"wrote {PROJECT / '.env'}")
+
+
+@task(help={"upgrade": "move unpinned dependencies to their newest releases (default: keep the locked ones)",
+            "debug": HELP["debug"]})
+def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
+    """Compile the hashed locks (locks/*.txt) of the images and the host with uv, from locks/*.in and pyproject.toml."""
+    with user_errors(debug):
+        for path in locks.compile_locks(Runner(), PROJECT, config.TargetsFile.load(), upgrade=upgrade):
+            print(f"wrote {path}")
 
 
 @task(help={"unit": "run only the unit tests (no Docker)", "k": "pytest -k expression"})

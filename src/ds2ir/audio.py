@@ -248,3 +248,29 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
         )
         out[first::up] = rows @ kernel
     return out
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write float samples in [-1, 1) as 16-bit PCM mono, atomically."""
+    import wave
+
+    from ds2ir.atomic import atomic_path
+
+    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768), -32768, 32767).astype("<i2")
+    with atomic_path(path) as tmp:
+        with wave.open(str(tmp), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(sample_rate)
+            out.writeframes(pcm.tobytes())
+
+
+def synthetic_speech(sample_rate: int, seconds: float = 2.0, seed: int = 0) -> np.ndarray:
+    """A speech-like stand-in when no recording is at hand: gliding harmonics in noise, with pauses."""
+    rng = np.random.RandomState(seed)
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    pitch = 120 + 60 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = np.clip(np.sin(2 * np.pi * 1.5 * t), 0, None)
+    return (0.25 * envelope * voiced + 0.01 * rng.standard_normal(t.size)).astype(np.float32)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ds2ir import atomic
-from ds2ir.config import ArtifactLayout, Target, targets_file
+from ds2ir import archive, atomic, fetch, manifest
+from ds2ir.config import Architecture, ArtifactLayout, Target, shared_data_dir, targets_file
 from ds2ir.docker import Docker
-from ds2ir.errors import Ds2irError, MissingInputError
+from ds2ir.errors import Ds2irError, FetchError, MissingInputError
 
 STAGE_ORDER = ("checkpoint", "freeze", "reference", "convert", "check")
 
@@ -78,8 +78,11 @@ class Hasher:
 class Builder:
     """Runs a target's stages through Docker with up-to-date checks."""
 
-    def __init__(self, target: Target, *, project: Path, artifacts: Path, docker: Docker, force: bool = False):
+    def __init__(self, target: Target, *, project: Path, artifacts: Path, docker: Docker, force: bool = False,
+                 offline: bool = False, trust_on_first_use: bool = False):
         self.target = target
+        self.offline = offline
+        self.trust_on_first_use = trust_on_first_use
         self.project = project
         self.artifacts = artifacts
         self.layout = ArtifactLayout(artifacts, target.name)
@@ -100,7 +103,7 @@ class Builder:
 
     def build(self, until: str = STAGE_ORDER[-1]) -> Dict[str, float]:
         """Run every stage up to ``until``; return wall seconds of the stages that ran."""
-        self.docker.preflight()
+        docker_version = self.docker.preflight()
         self.artifacts.mkdir(parents=True, exist_ok=True)
         timings: Dict[str, float] = {}
         with self._exclusive():
@@ -113,20 +116,32 @@ class Builder:
                 seconds = self._run_if_needed(stage)
                 if seconds is not None:
                     timings[stage.name] = seconds
+            if not self.docker.runner.dry_run and (timings or not (self.layout.target_dir / "manifest.json").is_file()):
+                self._write_manifest(docker_version)
         return timings
+
+    def output_hashes(self) -> Dict[str, str]:
+        """SHA-256 of each promised output (frozen graph, IR) that exists."""
+        return {name: self.hasher.file(path) for name, path in manifest.output_files(self.layout).items() if path.is_file()}
 
     # -- internals -----------------------------------------------------------
 
     def _require_checkpoint(self) -> None:
+        """Release targets: fetch (verified, cached) and extract the checkpoint unless it is there."""
         if self.target.checkpoint != "release" or self.layout.checkpoint_dir.is_dir():
             return
-        raise MissingInputError(
-            f"Target '{self.target.name}' needs the DeepSpeech {self.target.release.name} release checkpoint in "
-            f"{self.layout.checkpoint_dir}, and it is not there. Download "
-            f"{self.target.release.checkpoint_url} and extract its files (best_dev-*, best_dev_checkpoint, "
-            f"alphabet.txt, ...) into that directory, then run the build again. To build offline without "
-            f"the release, use '--target synthetic-{self.target.release.name}'."
-        )
+        url = self.target.release.checkpoint_url
+        try:
+            archive_path = fetch.fetch(url, lock_path=fetch.default_lock_path(), offline=self.offline,
+                                       trust_on_first_use=self.trust_on_first_use)
+        except FetchError as exc:
+            raise FetchError(
+                f"Target '{self.target.name}' needs the DeepSpeech {self.target.release.name} checkpoint {url}. {exc} "
+                f"Alternatively extract the release's files into {self.layout.checkpoint_dir}; to build without "
+                f"the release, use '--target synthetic-{self.target.release.name}'."
+            ) from None
+        archive.extract(archive_path, self.layout.checkpoint_dir)
+        self.say(f"[{self.target.name}] checkpoint: extracted {archive_path.name} into {self.layout.checkpoint_dir}")
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -138,6 +153,37 @@ class Builder:
                 self.say(f"another ds2ir build holds {self.artifacts}/.ds2ir.lock; waiting for it to finish")
                 fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+    def _write_manifest(self, docker_version: str) -> None:
+        images = {}
+        for spec in (self.target.freeze_image, self.target.convert_image):
+            tag = self._images[spec.stage]
+            image_id = self.docker.image_id(tag) or ""
+            images[spec.stage] = {"tag": tag, "id": image_id, "base_image": self.docker.resolve_base_image(spec.base_image),
+                                  "packages": self._packages(tag, image_id)}
+        stages = {}
+        for stage in stages_for(self.target, self.layout):
+            stamp = self._stamp(stage)
+            if stamp.is_file():
+                stages[stage.name] = {"image": self._images[stage.image], "seconds": json.loads(stamp.read_text()).get("seconds"),
+                                      "command": ["python", "-m", "ds2ir", stage.command, "--target", self.target.name]}
+        inputs = self.hasher.tree(self.layout.checkpoint_dir, self.artifacts) if self.layout.checkpoint_dir.is_dir() else {}
+        path = manifest.write(self.layout, self.target, inputs=inputs, outputs=self.output_hashes(), images=images,
+                              stages=stages, docker_version=docker_version)
+        self.say(f"[{self.target.name}] manifest: {path}")
+
+    def _packages(self, tag: str, image_id: str) -> List[str]:
+        """`pip freeze` of an image, cached by image ID (an image never changes)."""
+        cache = self.artifacts / ".cache" / "packages" / f"{image_id.replace(':', '-')}.json"
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        listing = self.docker.runner.run(
+            [self.docker.executable, "run", "--rm", "--network", "none", "--entrypoint", "python", tag,
+             "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+            step="list image packages", capture=True, quiet=True)
+        packages = sorted(line for line in listing.splitlines() if "==" in line)
+        atomic.write_json(cache, packages)
+        return packages
 
     def _stage_key(self, stage: Stage) -> str:
         image = self._images[stage.image]
@@ -193,13 +239,7 @@ class Builder:
         started = time.monotonic()
         with contextlib.suppress(FileNotFoundError):
             self._stamp(stage).unlink()  # a crash mid-stage must not leave a stale stamp
-        self.docker.run_stage(
-            step=stage.name,
-            image=self._images[stage.image],
-            args=[stage.command, "--target", self.target.name],
-            artifacts=self.artifacts,
-            targets=targets_file(),
-        )
+        self._container(stage.command, stage.image)
         seconds = time.monotonic() - started
         if not self.docker.runner.dry_run:
             outputs = self._outputs(stage)
@@ -208,6 +248,63 @@ class Builder:
             atomic.write_json(self._stamp(stage), {"key": key, "outputs": outputs, "seconds": round(seconds, 3)})
         self.say(f"[{self.target.name}] {stage.name}: done in {seconds:.1f} s")
         return seconds
+
+
+    def _container(self, command: str, image: str, *extra: str, read_only: Optional[Dict[Path, str]] = None,
+                   capture: bool = False) -> str:
+        return self.docker.run_stage(
+            step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
+            artifacts=self.artifacts, targets=targets_file(), read_only=read_only, capture=capture,
+        )
+
+    def verify(self, recordings: Sequence[Path], precision: str) -> Path:
+        """Stream real recordings through TF and the IR, compare and decode; return the report."""
+        self.build()
+        with self._exclusive():
+            prepare_recordings(recordings, self.layout.verify_dir / "inputs", self.target.architecture)
+            self._container("verify-tf", "freeze")
+            self._container("verify-ir", "convert", "--precision", precision)
+        return self.layout.verify_dir / "report.json"
+
+    def transcribe(self, recording: Path, *, device: str, precision: str) -> str:
+        """Run the IR on one WAV as an application would; return what it printed."""
+        self.build()
+        if not recording.is_file():
+            raise MissingInputError(f"The audio file {recording} does not exist.")
+        inside = f"/input/{recording.name}"
+        return self._container("transcribe", "convert", "--audio", inside, "--device", device, "--precision", precision,
+                               read_only={recording: inside}, capture=True)
+
+
+def default_recordings(layout: ArtifactLayout, arch: Architecture) -> List[Path]:
+    """The WAVs in ../shared/data beside the checkout when present, else a test signal made here."""
+    from ds2ir.audio import synthetic_speech, write_wav
+
+    shared = sorted(shared_data_dir().glob("*.wav"))
+    if shared:
+        return shared
+    signal = layout.verify_dir / "test-signal.wav"
+    write_wav(signal, synthetic_speech(arch.sample_rate), arch.sample_rate)
+    return [signal]
+
+
+def prepare_recordings(recordings: Sequence[Path], directory: Path, arch: Architecture) -> None:
+    """Features of each recording as the network's windows (numpy, on the host), for both runtimes."""
+    import numpy as np
+
+    from ds2ir.audio import read_wav
+    from ds2ir.features import windows_for_samples
+
+    if not recordings:
+        raise MissingInputError("No recordings to verify with: pass --audio FILE.wav.")
+    with atomic.atomic_dir(directory) as tmp:
+        for index, path in enumerate(recordings):
+            samples = read_wav(path, sample_rate=arch.sample_rate)
+            _, windows = windows_for_samples(samples, arch, source=path)
+            name = f"{index:02d}-{path.stem}"
+            with open(tmp / f"{name}.npz", "wb") as handle:
+                np.savez(handle, samples=samples, windows=windows.windows, valid_steps=np.int64(windows.valid_steps),
+                         source=np.array(str(path)))
 
 
 def clean(artifacts: Path, targets: Sequence[str]) -> List[Path]:

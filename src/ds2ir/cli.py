@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from ds2ir import atomic
-from ds2ir.config import CONTAINER_ARTIFACTS, ArtifactLayout, Target, load_target
+from ds2ir.config import CONTAINER_ARTIFACTS, INFERENCE_PRECISIONS, Alphabet, Architecture, ArtifactLayout, Target, load_target
 from ds2ir.errors import Ds2irError, VerificationError
 from ds2ir.runner import Runner
 
@@ -24,7 +24,7 @@ REFERENCE_FILE = "tf_reference.npz"
 REPORT_FILE = "report.json"
 
 
-def make_checkpoint(target: Target, layout: ArtifactLayout) -> None:
+def make_checkpoint(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Write the target's seeded synthetic checkpoint (freeze image)."""
     from ds2ir import checkpoint
 
@@ -32,7 +32,7 @@ def make_checkpoint(target: Target, layout: ArtifactLayout) -> None:
     checkpoint.save(layout.checkpoint_dir, variables, alphabet=target.alphabet, arch=target.architecture)
 
 
-def freeze(target: Target, layout: ArtifactLayout) -> None:
+def freeze(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Freeze the checkpoint into output_graph.pb (freeze image)."""
     from ds2ir.freeze import alphabet_for, freeze as freeze_graph
 
@@ -40,7 +40,7 @@ def freeze(target: Target, layout: ArtifactLayout) -> None:
     freeze_graph(layout.checkpoint_dir, layout.frozen_graph, target.architecture, alphabet)
 
 
-def reference(target: Target, layout: ArtifactLayout) -> None:
+def reference(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Stream seeded random windows through the frozen graph; keep inputs and outputs (freeze image)."""
     from ds2ir.tf_runtime import TFStreamingModel
     from ds2ir.verify import random_inputs, stream
@@ -56,14 +56,14 @@ def reference(target: Target, layout: ArtifactLayout) -> None:
             np.savez(handle, **inputs, **{"tf_" + k: v for k, v in outputs.items()})
 
 
-def convert(target: Target, layout: ArtifactLayout) -> None:
+def convert(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Run Model Optimizer (convert image)."""
     from ds2ir.convert import convert as run_mo
 
     run_mo(target, layout, Runner())
 
 
-def check(target: Target, layout: ArtifactLayout) -> None:
+def check(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Stream the same windows through the IR (f32) and compare with TF (convert image)."""
     from ds2ir.ov_runtime import OVStreamingModel
     from ds2ir.verify import TOLERANCE, compare, stream, worst
@@ -87,35 +87,134 @@ def check(target: Target, layout: ArtifactLayout) -> None:
         )
 
 
-def inspect_graph(target: Target, layout: ArtifactLayout) -> None:
+def inspect_graph(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Print the frozen graph's nodes as JSON (freeze image)."""
     from ds2ir.tf_runtime import graph_node_names
 
     print(json.dumps(graph_node_names(layout.frozen_graph), sort_keys=True))
 
 
-def inspect_ir(target: Target, layout: ArtifactLayout) -> None:
+def inspect_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Print the IR's inputs and outputs with shapes as JSON (convert image)."""
     from ds2ir.ov_runtime import describe
 
     print(json.dumps(describe(layout.ir_xml), sort_keys=True))
 
 
-def freeze_stage(target: Target, layout: ArtifactLayout) -> None:
+def verify_tf(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
+    """Stream each prepared recording through the frozen graph; check features against TF's ops (freeze image)."""
+    from ds2ir import tf_features
+    from ds2ir.tf_runtime import TFStreamingModel
+    from ds2ir.verify import stream
+
+    arch = target.architecture
+    model = TFStreamingModel(layout.frozen_graph, arch.n_steps)
+    try:
+        with atomic.atomic_dir(layout.verify_dir / "tf") as out:
+            for name, data in _verify_inputs(layout):
+                outputs = stream(model, data["windows"], *_zero_state(arch))
+                delta = tf_features.max_abs_difference(data["samples"], arch)
+                with open(out / f"{name}.npz", "wb") as handle:
+                    np.savez(handle, features_max_abs=np.float64(delta), **outputs)
+    finally:
+        model.close()
+
+
+def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
+    """Stream each recording through the IR; compare with TF, decode both, write report and plot (convert image)."""
+    from ds2ir.decode import greedy
+    from ds2ir.ov_runtime import OVStreamingModel
+    from ds2ir.verify import FEATURES_TOLERANCE, file_report, plot, stream, tolerance_for, utterance_logits
+
+    arch = target.architecture
+    alphabet = _alphabet(target, layout)
+    tolerance = tolerance_for(target.ir_precision, args.precision)
+    model = OVStreamingModel(layout.ir_xml, precision=args.precision)
+    files: Dict[str, Dict[str, object]] = {}
+    logits: Dict[str, Dict[str, np.ndarray]] = {}
+    for name, data in _verify_inputs(layout):
+        with np.load(str(layout.verify_dir / "tf" / f"{name}.npz")) as saved:
+            reference = {key: saved[key] for key in saved.files}
+        candidate = stream(model, data["windows"], *_zero_state(arch))
+        valid = int(data["valid_steps"])
+        per_side = {side: utterance_logits(out["logits"], valid) for side, out in (("tf", reference), ("ir", candidate))}
+        report = file_report(reference, candidate, valid_steps=valid, tolerance=tolerance,
+                             transcripts={side: greedy(value, alphabet) for side, value in per_side.items()})
+        report["source"] = str(data["source"])
+        report["features_max_abs_vs_tf_ops"] = float(reference["features_max_abs"])
+        report["passed"] = bool(report["passed"]) and report["features_max_abs_vs_tf_ops"] <= FEATURES_TOLERANCE
+        files[name], logits[name] = report, per_side
+    summary = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": args.precision,
+               "tolerance": tolerance, "features_tolerance": FEATURES_TOLERANCE,
+               "passed": all(entry["passed"] for entry in files.values()), "files": files}
+    atomic.write_json(layout.verify_dir / "report.json", summary)
+    plot(layout.verify_dir / "report.png", files, logits)
+    for name, entry in files.items():
+        print(f"{name}: max |IR-TF| {entry['max_abs']:.3g}, features |numpy-TF| {entry['features_max_abs_vs_tf_ops']:.3g}, "
+              f"TF '{entry['transcripts']['tf']}' / IR '{entry['transcripts']['ir']}': {'ok' if entry['passed'] else 'FAILED'}")
+    if not summary["passed"]:
+        failed = ", ".join(name for name, entry in files.items() if not entry["passed"])
+        raise VerificationError(
+            f"The IR of {target.name} does not match TensorFlow on {failed} (tolerance {tolerance:g} at "
+            f"{args.precision}, features {FEATURES_TOLERANCE:g}, transcripts must be equal); see {layout.verify_dir / 'report.json'}."
+        )
+
+
+def transcribe(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
+    """Transcribe a WAV with the IR as an application would; print the text and real-time factor (convert image)."""
+    import time
+
+    from ds2ir.decode import greedy
+    from ds2ir.features import windows_for_file
+    from ds2ir.ov_runtime import OVStreamingModel
+    from ds2ir.verify import stream, utterance_logits
+
+    arch = target.architecture
+    model = OVStreamingModel(layout.ir_xml, device=args.device, precision=args.precision)
+    started = time.perf_counter()
+    _, windows = windows_for_file(args.audio, arch)
+    outputs = stream(model, windows.windows, *_zero_state(arch))
+    text = greedy(utterance_logits(outputs["logits"], windows.valid_steps), _alphabet(target, layout))
+    seconds = time.perf_counter() - started
+    audio_seconds = windows.n_steps_total * arch.feature_win_step_ms / 1000
+    print(text)
+    print(json.dumps({"transcript": text, "audio_seconds": round(audio_seconds, 3), "seconds": round(seconds, 4),
+                      "real_time_factor": round(seconds / audio_seconds, 5), "device": args.device,
+                      "precision": args.precision, "windows": int(len(windows.windows))}))
+
+
+def _verify_inputs(layout: ArtifactLayout):  # type: ignore[no-untyped-def]
+    """(name, arrays) for each recording the host prepared under verify/inputs."""
+    for path in sorted((layout.verify_dir / "inputs").glob("*.npz")):
+        with np.load(str(path)) as data:
+            yield path.stem, {key: data[key] for key in data.files}
+
+
+def _zero_state(arch: Architecture):  # type: ignore[no-untyped-def]
+    return np.zeros(arch.state_shape, np.float32), np.zeros(arch.state_shape, np.float32)
+
+
+def _alphabet(target: Target, layout: ArtifactLayout) -> Alphabet:
+    from ds2ir.freeze import alphabet_for
+
+    return alphabet_for(layout.checkpoint_dir, target.alphabet)
+
+
+def freeze_stage(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """The whole freeze service for compose: checkpoint (synthetic targets), freeze, reference."""
     if target.checkpoint == "synthetic":
-        make_checkpoint(target, layout)
-    freeze(target, layout)
-    reference(target, layout)
+        make_checkpoint(target, layout, args)
+    freeze(target, layout, args)
+    reference(target, layout, args)
 
 
-def convert_stage(target: Target, layout: ArtifactLayout) -> None:
+def convert_stage(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """The whole convert service for compose: convert, then check against the reference."""
-    convert(target, layout)
-    check(target, layout)
+    convert(target, layout, args)
+    check(target, layout, args)
 
 
-COMMANDS: Dict[str, Callable[[Target, ArtifactLayout], None]] = {
+COMMANDS: Dict[str, Callable[[Target, ArtifactLayout, argparse.Namespace], None]] = {
     "make-checkpoint": make_checkpoint,
     "freeze": freeze,
     "reference": reference,
@@ -123,6 +222,9 @@ COMMANDS: Dict[str, Callable[[Target, ArtifactLayout], None]] = {
     "check": check,
     "inspect-graph": inspect_graph,
     "inspect-ir": inspect_ir,
+    "verify-tf": verify_tf,
+    "verify-ir": verify_ir,
+    "transcribe": transcribe,
     "freeze-stage": freeze_stage,
     "convert-stage": convert_stage,
 }
@@ -137,6 +239,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         sub = commands.add_parser(name, help=(function.__doc__ or "").splitlines()[0])
         sub.add_argument("--target", help="target name from targets.toml (default: its default_target)")
         sub.add_argument("--artifacts", type=Path, default=CONTAINER_ARTIFACTS, help="artifacts root (default: %(default)s)")
+        if name in ("verify-ir", "transcribe"):
+            sub.add_argument("--precision", default="f32", choices=INFERENCE_PRECISIONS, help="OpenVINO inference precision hint")
+        if name == "transcribe":
+            sub.add_argument("--audio", type=Path, required=True, help="WAV file to transcribe")
+            sub.add_argument("--device", default="CPU", help="OpenVINO device (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -144,7 +251,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     try:
         target = load_target(args.target)
-        COMMANDS[args.command](target, ArtifactLayout(args.artifacts, target.name))
+        COMMANDS[args.command](target, ArtifactLayout(args.artifacts, target.name), args)
     except Ds2irError as exc:
         if args.debug:
             traceback.print_exc()

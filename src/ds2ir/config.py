@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ds2ir.errors import ConfigError
@@ -37,6 +38,7 @@ LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
 
 CHECKPOINT_KINDS = ("release", "synthetic")
 IR_PRECISIONS = ("FP32", "FP16")
+INFERENCE_PRECISIONS = ("f32", "bf16")
 STAGES = ("freeze", "convert")
 TARGETS_ENV = "DS2IR_TARGETS"
 PROJECT_ROOT_ENV = "DS2IR_PROJECT_ROOT"
@@ -134,16 +136,27 @@ class Alphabet:
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """A stage image: Dockerfile, base image and pinned pip requirements."""
+    """A stage image: Dockerfile, base image, its Python version and its hashed lock.
+
+    ``lock`` is relative to the checkout (the build context); ``invoke lock`` compiles
+    it from the ``.in`` file beside it for ``python``.
+    """
 
     name: str
     stage: str
     dockerfile: str
     base_image: str
-    requirements: Tuple[str, ...]
+    python: str
+    lock: str
 
     def build_args(self, base_image: Optional[str] = None) -> Dict[str, str]:
-        return {"BASE_IMAGE": base_image or self.base_image, "PIP_REQUIREMENTS": " ".join(self.requirements)}
+        """The Dockerfile's ARGs (docker-compose.yml passes the same ones)."""
+        return {"BASE_IMAGE": base_image or self.base_image, "LOCK_FILE": self.lock}
+
+    @property
+    def lock_input(self) -> str:
+        """The short, hand-written pins the lock is compiled from (``X.txt`` -> ``X.in``)."""
+        return str(PurePosixPath(self.lock).with_suffix(".in"))
 
 
 @dataclass(frozen=True)
@@ -243,6 +256,11 @@ class ArtifactLayout:
         return self.target_dir / "check"
 
     @property
+    def verify_dir(self) -> Path:
+        """`invoke verify`: prepared recordings, TF outputs, report.json, report.png."""
+        return self.target_dir / "verify"
+
+    @property
     def stamps_dir(self) -> Path:
         return self.target_dir / ".stamps"
 
@@ -264,6 +282,11 @@ def project_root() -> Path:
     )
 
 
+def shared_data_dir() -> Path:
+    """``../shared/data`` beside the checkout: real recordings, where this machine has them."""
+    return project_root().parent / "shared" / "data"
+
+
 def targets_file() -> Path:
     """$DS2IR_TARGETS (set in the stage images), else the checkout's targets.toml."""
     env = os.environ.get(TARGETS_ENV)
@@ -281,11 +304,12 @@ _TARGET_KEYS = {"description", "extends", "release", "checkpoint", "seed", "free
 class TargetsFile:
     """A parsed, validated targets.toml."""
 
-    def __init__(self, data: Mapping[str, Any], *, source: str):
+    def __init__(self, data: Mapping[str, Any], *, source: str, project: Optional[Path] = None):
+        """``project``: the checkout images are built from; when given, every lock file must exist there."""
         self.source = source
         self._data = data
         _check_keys(data, _TOP_KEYS, source, "")
-        self.images = {name: self._image(name, raw) for name, raw in self._table("images").items()}
+        self.images = {name: self._image(name, raw, project) for name, raw in self._table("images").items()}
         self.releases = {name: self._release(name, raw) for name, raw in self._table("releases").items()}
         self._raw_targets = self._table("targets")
         self.default_target = self._get(data, "default_target", str, "")
@@ -296,7 +320,7 @@ class TargetsFile:
             raise ConfigError(f"default_target '{self.default_target}' is not a target", file=source, key="default_target")
 
     @classmethod
-    def load(cls, path: Optional[Path] = None) -> "TargetsFile":
+    def load(cls, path: Optional[Path] = None, *, project: Optional[Path] = None) -> "TargetsFile":
         path = path or targets_file()
         try:
             text = path.read_text(encoding="utf-8")
@@ -306,7 +330,7 @@ class TargetsFile:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
-        return cls(data, source=str(path))
+        return cls(data, source=str(path), project=project)
 
     def target(self, name: Optional[str] = None) -> Target:
         name = name or self.default_target
@@ -386,21 +410,30 @@ class TargetsFile:
             raise ConfigError(f"must be one of {', '.join(allowed)}, got '{value}'", file=self.source, key=f"{key}.{name}")
         return value
 
-    def _image(self, name: str, raw: Any) -> ImageSpec:
+    def _image(self, name: str, raw: Any, project: Optional[Path]) -> ImageSpec:
         key = f"images.{name}"
         if not isinstance(raw, dict):
             raise ConfigError("must be a table", file=self.source, key=key)
         _check_keys(raw, _IMAGE_KEYS, self.source, key)
-        requirements = self._get(raw, "requirements", list, key)
-        if not all(isinstance(r, str) and "==" in r for r in requirements):
-            raise ConfigError("every requirement must be pinned as 'name==version'", file=self.source, key=f"{key}.requirements")
-        return ImageSpec(
+        python = self._get(raw, "python", str, key)
+        if not re.fullmatch(r"3\.\d+", python):
+            raise ConfigError(f"must be a Python version 'X.Y', got '{python}'", file=self.source, key=f"{key}.python")
+        lock = self._get(raw, "lock", str, key)
+        if not lock.endswith(".txt") or lock.startswith("/") or ".." in PurePosixPath(lock).parts or "\\" in lock:
+            raise ConfigError(f"must be a relative path to a .txt lock inside the checkout, got '{lock}'",
+                              file=self.source, key=f"{key}.lock")
+        spec = ImageSpec(
             name=name,
             stage=self._choice(raw, "stage", STAGES, key),
             dockerfile=self._get(raw, "dockerfile", str, key),
             base_image=self._get(raw, "base_image", str, key),
-            requirements=tuple(requirements),
+            python=python,
+            lock=lock,
         )
+        if project is not None and not (project / lock).is_file():
+            raise ConfigError(f"the lock file {project / lock} does not exist; write the image's pins in "
+                              f"{spec.lock_input} and run 'invoke lock'", file=self.source, key=f"{key}.lock")
+        return spec
 
     def _release(self, name: str, raw: Any) -> Release:
         key = f"releases.{name}"
@@ -434,6 +467,6 @@ def _check_keys(raw: Mapping[str, Any], allowed: set, source: str, key: str) -> 
             raise ConfigError(f"unknown key.{suggestion}", file=source, key=where)
 
 
-def load_target(name: Optional[str] = None, path: Optional[Path] = None) -> Target:
-    """The named target (default: the file's default_target), validated."""
-    return TargetsFile.load(path).target(name)
+def load_target(name: Optional[str] = None, path: Optional[Path] = None, *, project: Optional[Path] = None) -> Target:
+    """The named target (default: the file's default_target), validated (with lock files under ``project``)."""
+    return TargetsFile.load(path, project=project).target(name)

@@ -9,14 +9,14 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target
 from ds2ir.errors import ContainerError, DockerUnavailableError
 from ds2ir.runner import Runner
 
 OFFLINE_PREFIX = "ds2ir-offline/"
-# What of the checkout goes into the images (the rest is excluded by .dockerignore).
+# The package files that go into the images, beside the image's lock (.dockerignore keeps out the rest).
 PACKAGE_FILES = ("pyproject.toml", "src")
 
 
@@ -78,12 +78,11 @@ class Docker:
         return substitute if self.image_id(substitute) else public_image
 
     def stage_image_tag(self, spec: ImageSpec, base_image: str, project: Path) -> str:
-        """A tag naming what the image contains: Dockerfile, build args and package source."""
+        """A tag naming what the image contains: Dockerfile, build args, lock and package source."""
         digest = hashlib.sha256()
-        digest.update((project / spec.dockerfile).read_bytes())
         for key, value in sorted(spec.build_args(base_image).items()):
             digest.update(f"{key}={value}\n".encode())
-        for path in _package_files(project):
+        for path in [project / spec.dockerfile, project / spec.lock, *_package_files(project)]:
             digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
         return f"ds2ir/{spec.name}:{digest.hexdigest()[:12]}"
 
@@ -110,14 +109,14 @@ class Docker:
         args: Sequence[str],
         artifacts: Path,
         targets: Path,
-        read_only: Sequence[Path] = (),
+        read_only: Optional[Mapping[Path, str]] = None,
         capture: bool = False,
     ) -> str:
         """Run one stage in a throwaway container: no network, as the calling user.
 
         The artifacts directory is mounted at /artifacts and the targets file at
-        /etc/ds2ir/targets.toml; ``read_only`` paths under ``artifacts`` are mounted
-        again read-only. On failure the container is removed and a ContainerError
+        /etc/ds2ir/targets.toml; ``read_only`` maps more host paths to container paths,
+        mounted read-only. On failure the container is removed and a ContainerError
         carries the log tail.
         """
         name = f"ds2ir-{step.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
@@ -127,9 +126,8 @@ class Docker:
             "-v", f"{artifacts.resolve()}:{CONTAINER_ARTIFACTS}",
             "-v", f"{targets.resolve()}:{CONTAINER_TARGETS}:ro",
         ]
-        for path in read_only:
-            inside = CONTAINER_ARTIFACTS / path.resolve().relative_to(artifacts.resolve())
-            argv += ["-v", f"{path.resolve()}:{inside}:ro"]
+        for host_path, inside in sorted((read_only or {}).items()):
+            argv += ["-v", f"{host_path.resolve()}:{inside}:ro"]
         argv += [image, *args]
 
         def container_error(**kwargs: object) -> ContainerError:
@@ -182,16 +180,16 @@ def _package_files(project: Path) -> List[Path]:
 
 
 def compose_environment(target: Target, base_images: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The variables docker-compose.yml reads, from a target (one source of truth).
+    """The variables docker-compose.yml reads, from a target (one source of truth):
+    DS2IR_TARGET and each image's build args as ``<STAGE>_<ARG>``.
 
     ``base_images`` maps a public base image to the one to use (offline stand-ins).
     """
     base_images = base_images or {}
     env = {"DS2IR_TARGET": target.name}
     for spec in (target.freeze_image, target.convert_image):
-        prefix = spec.stage.upper()
-        env[f"{prefix}_BASE_IMAGE"] = base_images.get(spec.base_image, spec.base_image)
-        env[f"{prefix}_REQUIREMENTS"] = " ".join(spec.requirements)
+        for key, value in spec.build_args(base_images.get(spec.base_image)).items():
+            env[f"{spec.stage.upper()}_{key}"] = value
     return env
 
 

@@ -11,6 +11,7 @@ root and print the message; ``--debug`` shows the traceback as well.
     ├── CheckpointError        a checkpoint lacks variables or has wrong shapes
     ├── AudioError             an audio file cannot be turned into features
     ├── VerificationError      the IR does not compute what the TF graph computes
+    ├── ReproducibilityError   a rebuild is not bit-identical to the locked hashes
     ├── FetchError             an asset cannot be downloaded, imported or taken from the cache
     │   ├── IntegrityError     a file's size or sha256 differs from assets.lock.toml
     │   ├── UnknownDigestError the lock has no sha256 for an asset
@@ -37,6 +38,7 @@ __all__ = [
     "IntegrityError",
     "MissingInputError",
     "NotCachedError",
+    "ReproducibilityError",
     "UnknownDigestError",
     "UnsafeArchiveError",
     "VerificationError",
@@ -79,6 +81,10 @@ class AudioError(Ds2irError):
 
 class VerificationError(Ds2irError):
     """The IR and the TensorFlow graph disagree beyond tolerance."""
+
+
+class ReproducibilityError(Ds2irError):
+    """A rebuild's outputs differ from the hashes locked in outputs.lock.json."""
 
 
 class CommandError(Ds2irError):

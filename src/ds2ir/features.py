@@ -27,6 +27,7 @@ __all__ = [
     "mfcc",
     "spectrogram",
     "windows_for_file",
+    "windows_for_samples",
 ]
 
 # Mfcc op attributes DeepSpeech leaves at their defaults, and the kernel's log floor.
@@ -157,16 +158,20 @@ def context_windows(mfccs: np.ndarray, arch: Architecture) -> FeatureWindows:
     return FeatureWindows(windows, valid)
 
 
-def windows_for_file(path: Union[str, Path], arch: Architecture) -> Tuple[np.ndarray, FeatureWindows]:
-    """The MFCCs and the network's input windows for a WAV file.
+def windows_for_samples(samples: np.ndarray, arch: Architecture, *, source: Union[str, Path] = "audio") -> Tuple[np.ndarray, FeatureWindows]:
+    """The MFCCs and the network's input windows for samples at arch.sample_rate.
 
     Raises AudioError if the recording is shorter than one feature window.
     """
-    samples = read_wav(path, sample_rate=arch.sample_rate)
     frames = mfcc(samples, arch)
     if len(frames) == 0:
         raise AudioError(
-            f"{path}: the recording has {len(samples)} samples, fewer than one {arch.feature_win_len_ms} ms "
+            f"{source}: the recording has {len(samples)} samples, fewer than one {arch.feature_win_len_ms} ms "
             f"feature window ({arch.audio_window_samples} samples); supply a longer recording."
         )
     return frames, context_windows(frames, arch)
+
+
+def windows_for_file(path: Union[str, Path], arch: Architecture) -> Tuple[np.ndarray, FeatureWindows]:
+    """The MFCCs and the network's input windows for a WAV file (see windows_for_samples)."""
+    return windows_for_samples(read_wav(path, sample_rate=arch.sample_rate), arch, source=path)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CACHE_ENV = "DS2IR_CACHE"
 LOCK_FILE_NAME = "assets.lock.toml"
+LOCK_ENV = "DS2IR_ASSETS_LOCK"
 # DeepSpeech 0.8.2's checkpoint tarball is about 0.7 GB; anything past this is not it.
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 CHUNK = 1024 * 1024
@@ -318,8 +319,9 @@ def import_file(
 
 
 def default_lock_path() -> Path:
-    """The checkout's assets.lock.toml."""
-    return project_root() / LOCK_FILE_NAME
+    """$DS2IR_ASSETS_LOCK, else the checkout's assets.lock.toml."""
+    env = os.environ.get(LOCK_ENV)
+    return Path(env) if env else project_root() / LOCK_FILE_NAME
 
 
 def _identify(path: Path, lock_path: Path) -> str:

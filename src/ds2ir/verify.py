@@ -5,7 +5,8 @@ windows through its model (:func:`stream`) and the results meet here.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from pathlib import Path
+from typing import Dict, List, Mapping
 
 import numpy as np
 
@@ -15,6 +16,16 @@ from ds2ir.config import Architecture
 STREAM_OUTPUTS = ("logits", "state_c", "state_h")
 #: max |Δ| allowed between IR and TF, per IR precision (FP16 weights lose ~3e-3 on the state)
 TOLERANCE = {"FP32": 1e-5, "FP16": 2e-2}
+#: bf16 inference rounds activations to 8 mantissa bits: its error is reported against this bound
+BF16_TOLERANCE = 1e-1
+#: max |Δ| between the numpy features and TF's AudioSpectrogram + Mfcc ops
+FEATURES_TOLERANCE = 1e-4
+
+
+def tolerance_for(ir_precision: str, inference_precision: str) -> float:
+    """The IR-vs-TF bound for an IR precision run at an inference precision."""
+    bound = TOLERANCE[ir_precision]
+    return max(bound, BF16_TOLERANCE) if inference_precision == "bf16" else bound
 
 
 def stream(model, windows: np.ndarray, state_c: np.ndarray, state_h: np.ndarray) -> Dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -58,3 +69,62 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
 
 def worst(report: Mapping[str, Mapping[str, object]]) -> float:
     return max(float(entry["max_abs"]) for entry in report.values())  # type: ignore[arg-type]
+
+
+def utterance_logits(per_window_logits: np.ndarray, valid_steps: int) -> np.ndarray:
+    """[n_windows, n_steps, 1, C] per-window logits -> [T, 1, C] over the real steps only."""
+    n_windows, n_steps = per_window_logits.shape[:2]
+    flat = per_window_logits.reshape((n_windows * n_steps,) + per_window_logits.shape[2:])
+    return flat[: (n_windows - 1) * n_steps + valid_steps]
+
+
+def grows(per_window: List[float]) -> bool:
+    """Whether an error keeps growing over the stream (state drift), not just fluctuating."""
+    if len(per_window) < 4:
+        return False
+    quarter = max(1, len(per_window) // 4)
+    return float(np.mean(per_window[-quarter:])) > 4 * float(np.mean(per_window[:quarter])) + 1e-12
+
+
+def file_report(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
+                valid_steps: int, transcripts: Dict[str, str], tolerance: float) -> Dict[str, object]:
+    """One recording's comparison: errors per output, drift, both transcripts, pass/fail."""
+    outputs = compare(reference, candidate)
+    max_abs = worst(outputs)
+    return {
+        "windows": int(reference["logits"].shape[0]),
+        "valid_steps_in_last_window": int(valid_steps),
+        "max_abs": max_abs,
+        "outputs": outputs,
+        "state_drift": any(grows(outputs[name]["per_window_max_abs"]) for name in ("state_c", "state_h")),  # type: ignore[arg-type]
+        "transcripts": transcripts,
+        "transcripts_equal": len(set(transcripts.values())) == 1,
+        "passed": max_abs <= tolerance and len(set(transcripts.values())) == 1,
+    }
+
+
+def plot(path: Path, files: Mapping[str, Mapping[str, object]], logits: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """PNG: per-window max |Δ| per file, and IR logits next to TF's for the first file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ds2ir.atomic import atomic_path
+
+    first = next(iter(logits))
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    for name, entry in files.items():
+        for output, style in (("logits", "-"), ("state_c", "--"), ("state_h", ":")):
+            series = entry["outputs"][output]["per_window_max_abs"]  # type: ignore[index]
+            axes[0].semilogy(range(len(series)), np.maximum(series, 1e-12), style, label=f"{name} {output}")
+    axes[0].set(title="max |IR - TF| per window", xlabel="window", ylabel="max |Δ|")
+    axes[0].legend(fontsize=6)
+    for axis, side in zip(axes[1:], ("tf", "ir")):
+        image = axis.imshow(logits[first][side][:, 0, :].T, aspect="auto", origin="lower", interpolation="nearest")
+        axis.set(title=f"{first}: {side.upper()} logits", xlabel="time step", ylabel="class")
+        figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(str(tmp), format="png", dpi=80)
+    plt.close(figure)

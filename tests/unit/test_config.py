@@ -93,11 +93,19 @@ def test_invalid_toml_names_the_file(tmp_path):
         TargetsFile.load(path)
 
 
-def test_unpinned_requirement_is_refused(tmp_path):
-    text = (config.project_root() / "targets.toml").read_text().replace('"numpy==1.18.5"', '"numpy"')
+@pytest.mark.parametrize("old, new, key", [
+    ('lock = "locks/freeze-tf1.15.5.txt"', 'lock = "/etc/freeze.txt"', "images.freeze-tf1.15.5.lock"),
+    ('lock = "locks/freeze-tf1.15.5.txt"', 'lock = "../freeze.txt"', "images.freeze-tf1.15.5.lock"),
+    ('lock = "locks/freeze-tf1.15.5.txt"', 'lock = "locks/freeze.in"', "images.freeze-tf1.15.5.lock"),
+    ('python = "3.7"', 'python = "py37"', "images.freeze-tf1.15.5.python"),
+    ('python = "3.7"', "python = 3.7", "images.freeze-tf1.15.5.python"),
+])
+def test_bad_image_lock_or_python_is_refused(tmp_path, old, new, key):
+    text = (config.project_root() / "targets.toml").read_text()
+    assert old in text
     path = tmp_path / "targets.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match="pinned"):
+    path.write_text(text.replace(old, new))
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         TargetsFile.load(path)
 
 

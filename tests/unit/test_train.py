@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import warnings
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ds2ir import features, train
+from ds2ir.config import Alphabet, Architecture
+from ds2ir.errors import AudioError, ConfigError, MissingInputError
+
+ALPHABET = Alphabet.default()
+TINY = Architecture(n_hidden=8)
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "LDC93S1.wav").is_file(), reason=f"{DATA} is absent")
+LDC93S1_TEXT = "she had your dark suit in greasy wash water all year"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("0 46797 She had your dark suit in greasy wash water all year.\n", LDC93S1_TEXT),
+        ("She had your dark suit.", "she had your dark suit"),
+        ("  Don't\tSTOP --  now!\n", "don't stop now"),
+        ("12 345", None),
+    ],
+)
+def test_normalize_transcript(text, expected):
+    if expected is None:
+        with pytest.raises(ConfigError, match="no characters the alphabet can spell"):
+            train.normalize_transcript(text, ALPHABET)
+    else:
+        assert train.normalize_transcript(text, ALPHABET) == expected
+
+
+@pytest.mark.parametrize("text, char", [("0 100 Café au lait", "é"), ("0 100 catch 22", "2")])
+def test_normalize_transcript_refuses_words_the_alphabet_cannot_spell(text, char):
+    with pytest.raises(ConfigError, match=f"LDC.txt: the transcript has {char!r}"):
+        train.normalize_transcript(text, ALPHABET, source="LDC.txt")
+
+
+def test_normalize_transcript_needs_a_space_label_for_several_words():
+    letters = Alphabet(tuple("abcdefghijklmnopqrstuvwxyz"))
+    assert train.normalize_transcript("Hello.", letters) == "hello"
+    with pytest.raises(ConfigError, match="no space label"):
+        train.normalize_transcript("hello world", letters)
+
+
+@needs_data
+def test_utterance_inputs_are_the_streaming_windows_unbatched():
+    frames, batched = features.windows_for_file(DATA / "LDC93S1.wav", TINY)
+    inputs = train.utterance_inputs(DATA / "LDC93S1.wav", TINY)
+    assert inputs.shape == (len(frames), TINY.window_width, TINY.n_input) and inputs.dtype == np.float32
+    np.testing.assert_array_equal(inputs[:TINY.n_steps], batched.windows[0, 0])
+    np.testing.assert_array_equal(inputs[-1, TINY.n_context], frames[-1])
+    assert not inputs[0, :TINY.n_context].any() and not inputs[-1, TINY.n_context + 1:].any()
+
+
+def _write_wav(path: Path, seconds: float) -> Path:
+    samples = (np.sin(np.arange(int(16000 * seconds)) * 0.05) * 8000).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def test_train_checkpoint_checks_its_inputs_before_training(tmp_path):
+    wav = _write_wav(tmp_path / "short.wav", 0.2)  # 9 feature frames
+    transcript = tmp_path / "short.txt"
+    transcript.write_text("0 3200 a b\n")
+    kwargs = dict(wav=wav, transcript_file=transcript, arch=TINY, alphabet=ALPHABET, seed=1)
+    with pytest.raises(ConfigError, match="epochs must be at least 1"):
+        train.train_checkpoint(tmp_path / "ckpt", epochs=0, **kwargs)
+    with pytest.raises(MissingInputError, match="absent.txt does not exist"):
+        train.train_checkpoint(tmp_path / "ckpt", **dict(kwargs, transcript_file=tmp_path / "absent.txt"))
+    transcript.write_text("0 3200 hello hello\n")  # 11 labels, 13 steps with the blanks between l and l
+    with pytest.raises(AudioError, match="9 feature frames cannot align the 11-character transcript"):
+        train.train_checkpoint(tmp_path / "ckpt", **kwargs)
+    assert not (tmp_path / "ckpt").exists()
+
+
+def tensorflow_or_skip():  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():  # TF 1.15 warns about numpy on import
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("tensorflow.compat.v1")
+
+
+@needs_data
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_a_short_training_run_lowers_the_loss_and_writes_the_exported_variables(tmp_path):
+    tf = tensorflow_or_skip()
+    from ds2ir import checkpoint
+    from ds2ir.graph import model_variables
+
+    result = train.train_checkpoint(
+        tmp_path / "ckpt", wav=DATA / "LDC93S1.wav", transcript_file=DATA / "LDC93S1.txt",
+        arch=TINY, alphabet=ALPHABET, seed=3, epochs=5, learning_rate=0.01,
+    )
+    assert result.target == LDC93S1_TEXT and result.epochs == 5
+    assert np.isfinite(result.loss) and result.loss < result.initial_loss
+
+    prefix = checkpoint.find_prefix(tmp_path / "ckpt")
+    assert prefix.name == "best_dev-5"
+    checkpoint.check(prefix, TINY, ALPHABET)
+    stored = dict(tf.train.list_variables(str(prefix)))
+    expected = {v.name: list(v.shape) for v in model_variables(TINY, ALPHABET.n_classes)}
+    assert stored == dict(expected, global_step=[])
+    assert tf.train.load_variable(str(prefix), "global_step") == 5
+    assert Alphabet.load(tmp_path / "ckpt" / "alphabet.txt") == ALPHABET
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_initial_variables_are_seeded_glorot_weights_and_zero_biases():
+    tensorflow_or_skip()
+    values = train.initial_variables(TINY, ALPHABET.n_classes, seed=7)
+    again = train.initial_variables(TINY, ALPHABET.n_classes, seed=7)
+    assert values.keys() == again.keys()
+    for name, value in values.items():
+        np.testing.assert_array_equal(value, again[name])
+        assert value.dtype == np.float32
+        if name.endswith("bias"):
+            assert not value.any()
+        else:
+            assert 0 < np.abs(value).max() <= np.sqrt(6.0 / sum(value.shape))

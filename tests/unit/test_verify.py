@@ -1,0 +1,66 @@
+import numpy as np
+
+from ds2ir import verify
+from ds2ir.config import Architecture
+
+ARCH = Architecture(n_hidden=8)
+
+
+class Accumulator:
+    """A stand-in streaming model: the state is the running sum of the windows' means."""
+
+    def step(self, window, state_c, state_h):
+        total = state_c + window.mean()
+        return np.full((ARCH.n_steps, 1, 3), window.mean(), np.float32), total, total * 2
+
+
+def test_stream_carries_the_state_from_window_to_window():
+    windows = np.stack([np.full(ARCH.input_shape, value, np.float32) for value in (1.0, 2.0, 3.0)])
+    zeros = np.zeros(ARCH.state_shape, np.float32)
+    out = verify.stream(Accumulator(), windows, zeros, zeros)
+    assert out["logits"].shape == (3, ARCH.n_steps, 1, 3)
+    np.testing.assert_allclose(out["state_c"][:, 0, 0], [1, 3, 6])
+    np.testing.assert_allclose(out["state_h"][:, 0, 0], [2, 6, 12])
+
+
+def test_compare_reports_max_and_per_window():
+    reference = {name: np.zeros((2, 4), np.float32) for name in verify.STREAM_OUTPUTS}
+    candidate = {name: value.copy() for name, value in reference.items()}
+    candidate["state_h"][1, 3] = 0.5
+    report = verify.compare(reference, candidate)
+    assert report["state_h"]["max_abs"] == 0.5 and report["state_h"]["per_window_max_abs"] == [0.0, 0.5]
+    assert verify.worst(report) == 0.5 and report["logits"]["max_abs"] == 0.0
+
+
+def test_compare_flags_shape_mismatch():
+    reference = {name: np.zeros((2, 4)) for name in verify.STREAM_OUTPUTS}
+    candidate = dict(reference, logits=np.zeros((2, 5)))
+    assert verify.worst(verify.compare(reference, candidate)) == float("inf")
+
+
+def test_utterance_logits_keeps_only_real_steps():
+    per_window = np.arange(3 * 16, dtype=np.float32).reshape(3, 16, 1, 1)
+    assert verify.utterance_logits(per_window, valid_steps=5).shape == (37, 1, 1)
+
+
+def test_growth_across_windows_is_drift_but_noise_is_not():
+    assert verify.grows([1e-7, 1e-7, 2e-7, 1e-6, 5e-6, 1e-5, 3e-5, 8e-5])
+    assert not verify.grows([3e-6, 1e-6, 4e-6, 2e-6, 3e-6, 1e-6, 4e-6, 2e-6])
+
+
+def test_file_report_fails_on_different_transcripts_even_when_close():
+    outputs = {name: np.zeros((2, 4)) for name in verify.STREAM_OUTPUTS}
+    report = verify.file_report(outputs, outputs, valid_steps=3, transcripts={"tf": "a", "ir": "b"}, tolerance=1e-5)
+    assert report["max_abs"] == 0.0 and report["transcripts_equal"] is False and report["passed"] is False
+
+
+def test_tolerances():
+    assert verify.tolerance_for("FP32", "f32") == 1e-5
+    assert verify.tolerance_for("FP16", "f32") > verify.tolerance_for("FP32", "f32")
+    assert verify.tolerance_for("FP32", "bf16") >= 1e-2
+
+
+def test_random_inputs_are_seeded():
+    a, b = verify.random_inputs(ARCH, 7), verify.random_inputs(ARCH, 7)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert a["windows"].shape == (3,) + ARCH.input_shape
