@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ds2ir import archive, atomic, fetch, manifest
-from ds2ir.config import Architecture, ArtifactLayout, Target, shared_data_dir, targets_file
+from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, Target, shared_data_dir, targets_file
 from ds2ir.docker import Docker
 from ds2ir.errors import Ds2irError, FetchError, MissingInputError
 
@@ -49,6 +49,9 @@ def stages_for(target: Target, layout: ArtifactLayout) -> List[Stage]:
     ]
     if target.checkpoint == "synthetic":
         stages.insert(0, Stage("checkpoint", "freeze", "make-checkpoint", (), (layout.checkpoint_dir,)))
+    elif target.checkpoint == "trained":
+        stages.insert(0, Stage("checkpoint", "freeze", "train", (layout.training_dir,),
+                               (layout.checkpoint_dir, layout.training_report)))
     return stages
 
 
@@ -127,7 +130,12 @@ class Builder:
     # -- internals -----------------------------------------------------------
 
     def _require_checkpoint(self) -> None:
-        """Release targets: fetch (verified, cached) and extract the checkpoint unless it is there."""
+        """Release targets: fetch (verified, cached) and extract the checkpoint unless it is there.
+
+        Trained targets: copy the recording and transcript where the train stage sees them.
+        """
+        if self.target.training is not None:
+            self._copy_training_data()
         if self.target.checkpoint != "release" or self.layout.checkpoint_dir.is_dir():
             return
         url = self.target.release.checkpoint_url
@@ -142,6 +150,23 @@ class Builder:
             ) from None
         archive.extract(archive_path, self.layout.checkpoint_dir)
         self.say(f"[{self.target.name}] checkpoint: extracted {archive_path.name} into {self.layout.checkpoint_dir}")
+
+    def _copy_training_data(self) -> None:
+        assert self.target.training is not None
+        sources = {"audio.wav": self.target.training.audio, "transcript.txt": self.target.training.transcript}
+        wanted = {}
+        for name, relative in sources.items():
+            path = self.project / relative
+            if not path.is_file():
+                raise MissingInputError(f"Target '{self.target.name}' trains on {path}, which does not exist; "
+                                        f"fix training_audio/training_transcript in targets.toml.")
+            wanted[name] = path.read_bytes()
+        directory = self.layout.training_dir
+        if all((directory / name).is_file() and (directory / name).read_bytes() == data for name, data in wanted.items()):
+            return  # unchanged: keep mtimes, so the train stage stays up to date
+        with atomic.atomic_dir(directory) as tmp:
+            for name, data in wanted.items():
+                (tmp / name).write_bytes(data)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -252,9 +277,14 @@ class Builder:
 
     def _container(self, command: str, image: str, *extra: str, read_only: Optional[Dict[Path, str]] = None,
                    capture: bool = False) -> str:
+        """Run a ds2ir command in a stage image; every stage but the one making it sees the checkpoint read-only."""
+        mounts = dict(read_only or {})
+        checkpoint_stage = stages_for(self.target, self.layout)[0]
+        if self.layout.checkpoint_dir.is_dir() and not (checkpoint_stage.name == "checkpoint" and checkpoint_stage.command == command):
+            mounts[self.layout.checkpoint_dir] = str(CONTAINER_ARTIFACTS / self.target.name / "checkpoint")
         return self.docker.run_stage(
             step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
-            artifacts=self.artifacts, targets=targets_file(), read_only=read_only, capture=capture,
+            artifacts=self.artifacts, targets=targets_file(), read_only=mounts, capture=capture,
         )
 
     def verify(self, recordings: Sequence[Path], precision: str) -> Path:

@@ -8,18 +8,43 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Tuple
 
 import numpy as np
 
 from ds2ir import atomic
-from ds2ir.config import Alphabet, Architecture
+from ds2ir.config import LSTM_SCOPE, Alphabet, Architecture
 from ds2ir.errors import CheckpointError, MissingInputError
 
 STATE_FILES = ("best_dev_checkpoint", "checkpoint")
 BEST_DEV = "best_dev"
 # Slots and counters a training checkpoint carries that the exporter does not restore.
 _IGNORED = re.compile(r"(/Adam(_\d+)?$|^beta[12]_power$|^global_step$|^learning_rate$)")
+
+
+class ModelVariable(NamedTuple):
+    name: str
+    shape: tuple
+    dtype: str
+
+
+def model_variables(arch: Architecture, n_classes: int) -> List[ModelVariable]:
+    """Every variable the exporter restores, with its shape: the checkpoint contract."""
+    h = arch.n_hidden
+    dense = [
+        ("layer_1", arch.window_width * arch.n_input, h),
+        ("layer_2", h, h),
+        ("layer_3", h, h),
+        ("layer_5", h, h),
+        ("layer_6", h, n_classes),
+    ]
+    out = []
+    for layer, fan_in, units in dense:
+        out.append(ModelVariable(f"{layer}/bias", (units,), "float32"))
+        out.append(ModelVariable(f"{layer}/weights", (fan_in, units), "float32"))
+    out.append(ModelVariable(f"{LSTM_SCOPE}/bias", (4 * h,), "float32"))
+    out.append(ModelVariable(f"{LSTM_SCOPE}/kernel", (2 * h, 4 * h), "float32"))
+    return sorted(out)
 
 
 def find_prefix(directory: Path) -> Path:
@@ -66,8 +91,6 @@ def check(prefix: Path, arch: Architecture, alphabet: Alphabet) -> None:
     """Raise one CheckpointError listing every missing or mis-shaped variable."""
     import tensorflow.compat.v1 as tf
 
-    from ds2ir.graph import model_variables
-
     try:
         found = {name: tuple(shape) for name, shape in tf.train.list_variables(str(prefix))}
     except (tf.errors.OpError, ValueError) as exc:
@@ -85,23 +108,29 @@ def check(prefix: Path, arch: Architecture, alphabet: Alphabet) -> None:
         )
 
 
-def synthetic_variables(arch: Architecture, alphabet: Alphabet, seed: int) -> Dict[str, np.ndarray]:
-    """Seeded weights with the release's names and shapes.
-
-    Glorot-uniform weights (the training initialiser) and small random biases keep
-    activations in a realistic range: neither all clipped at relu_clip nor all zero.
-    """
-    from ds2ir.graph import model_variables
-
+def glorot_variables(arch: Architecture, n_classes: int, seed: int, *, bias_limit: float) -> Dict[str, np.ndarray]:
+    """Seeded values for every model variable: Glorot-uniform weights (DeepSpeech's
+    initialiser), biases uniform in ±bias_limit (zero draws nothing)."""
     rng = np.random.RandomState(seed)
     values = {}
-    for var in model_variables(arch, alphabet.n_classes):
+    for var in model_variables(arch, n_classes):
         if len(var.shape) == 2:
             limit = np.sqrt(6.0 / (var.shape[0] + var.shape[1]))
+            values[var.name] = rng.uniform(-limit, limit, size=var.shape).astype(np.float32)
+        elif bias_limit:
+            values[var.name] = rng.uniform(-bias_limit, bias_limit, size=var.shape).astype(np.float32)
         else:
-            limit = 0.1
-        values[var.name] = rng.uniform(-limit, limit, size=var.shape).astype(np.float32)
+            values[var.name] = np.zeros(var.shape, np.float32)
     return values
+
+
+def synthetic_variables(arch: Architecture, alphabet: Alphabet, seed: int) -> Dict[str, np.ndarray]:
+    """Seeded weights with the release's names and shapes, standing in for a trained model.
+
+    Small random biases (not zeros) keep every unit distinct; with Glorot weights the
+    activations stay in a realistic range: neither all clipped at relu_clip nor all zero.
+    """
+    return glorot_variables(arch, alphabet.n_classes, seed, bias_limit=0.1)
 
 
 def save(

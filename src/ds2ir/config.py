@@ -36,7 +36,7 @@ LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 LSTM_FINAL_C = LSTM_SCOPE + "/GatherNd"
 LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
 
-CHECKPOINT_KINDS = ("release", "synthetic")
+CHECKPOINT_KINDS = ("release", "synthetic", "trained")
 IR_PRECISIONS = ("FP32", "FP16")
 INFERENCE_PRECISIONS = ("f32", "bf16")
 STAGES = ("freeze", "convert")
@@ -171,6 +171,16 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Training:
+    """Overfit the architecture on one recording (checkpoint = "trained"); paths from the project root."""
+
+    audio: str
+    transcript: str
+    epochs: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
 class Target:
     """Everything one build needs: model, checkpoint source, images, IR precision."""
 
@@ -183,6 +193,7 @@ class Target:
     freeze_image: ImageSpec
     convert_image: ImageSpec
     ir_precision: str
+    training: Optional[Training] = None
     alphabet: Alphabet = field(default_factory=Alphabet.default)
 
     @property
@@ -256,6 +267,15 @@ class ArtifactLayout:
         return self.target_dir / "check"
 
     @property
+    def training_dir(self) -> Path:
+        """Trained targets: the recording and transcript, copied in so the container sees them."""
+        return self.target_dir / "training"
+
+    @property
+    def training_report(self) -> Path:
+        return self.target_dir / "training.json"
+
+    @property
     def verify_dir(self) -> Path:
         """`invoke verify`: prepared recordings, TF outputs, report.json, report.png."""
         return self.target_dir / "verify"
@@ -297,7 +317,8 @@ _TOP_KEYS = {"default_target", "images", "releases", "targets"}
 _IMAGE_KEYS = {f.name for f in fields(ImageSpec)} - {"name"}
 _RELEASE_KEYS = {f.name for f in fields(Release)} - {"name"}
 _ARCH_KEYS = {f.name for f in fields(Architecture)} - {"graph_version"}
-_TARGET_KEYS = {"description", "extends", "release", "checkpoint", "seed", "freeze_image",
+_TRAINING_KEYS = {"training_" + f.name if f.name in ("audio", "transcript") else f.name for f in fields(Training)}
+_TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "seed", "freeze_image",
                 "convert_image", "ir_precision"} | _ARCH_KEYS
 
 
@@ -361,9 +382,21 @@ class TargetsFile:
             freeze_image=self._image_ref(raw, "freeze_image", "freeze", key),
             convert_image=self._image_ref(raw, "convert_image", "convert", key),
             ir_precision=self._choice(raw, "ir_precision", IR_PRECISIONS, key),
+            training=self._training(raw, key) if checkpoint == "trained" else None,
         )
 
     # -- helpers --------------------------------------------------------------
+
+    def _training(self, raw: Mapping[str, Any], key: str) -> Training:
+        training = Training(
+            audio=self._get(raw, "training_audio", str, key),
+            transcript=self._get(raw, "training_transcript", str, key),
+            epochs=self._get(raw, "epochs", int, key),
+            learning_rate=self._get(raw, "learning_rate", float, key),
+        )
+        if training.epochs < 1 or training.learning_rate <= 0:
+            raise ConfigError("epochs must be >= 1 and learning_rate > 0", file=self.source, key=f"{key}.epochs")
+        return training
 
     def _resolve(self, name: str, chain: Tuple[str, ...]) -> Dict[str, Any]:
         if name not in self._raw_targets:

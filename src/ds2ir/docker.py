@@ -111,6 +111,7 @@ class Docker:
         targets: Path,
         read_only: Optional[Mapping[Path, str]] = None,
         capture: bool = False,
+        entrypoint: Optional[str] = None,
     ) -> str:
         """Run one stage in a throwaway container: no network, as the calling user.
 
@@ -128,6 +129,8 @@ class Docker:
         ]
         for host_path, inside in sorted((read_only or {}).items()):
             argv += ["-v", f"{host_path.resolve()}:{inside}:ro"]
+        if entrypoint:
+            argv += ["--entrypoint", entrypoint]
         argv += [image, *args]
 
         def container_error(**kwargs: object) -> ContainerError:

@@ -9,7 +9,7 @@ client reads. Only imported where TensorFlow 1.15 is installed (the freeze image
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple
+from typing import Dict, Optional, Tuple
 
 import tensorflow.compat.v1 as tf
 
@@ -17,31 +17,6 @@ from ds2ir import config
 from ds2ir.config import Alphabet, Architecture
 
 tf.logging.set_verbosity(tf.logging.ERROR)  # TF 1.15's deprecation notices are not for our users
-
-
-class ModelVariable(NamedTuple):
-    name: str
-    shape: tuple
-    dtype: str
-
-
-def model_variables(arch: Architecture, n_classes: int) -> List[ModelVariable]:
-    """Every variable the exporter restores, with its shape: the checkpoint contract."""
-    h = arch.n_hidden
-    dense = [
-        ("layer_1", arch.window_width * arch.n_input, h),
-        ("layer_2", h, h),
-        ("layer_3", h, h),
-        ("layer_5", h, h),
-        ("layer_6", h, n_classes),
-    ]
-    out = []
-    for layer, fan_in, units in dense:
-        out.append(ModelVariable(f"{layer}/bias", (units,), "float32"))
-        out.append(ModelVariable(f"{layer}/weights", (fan_in, units), "float32"))
-    out.append(ModelVariable(f"{config.LSTM_SCOPE}/bias", (4 * h,), "float32"))
-    out.append(ModelVariable(f"{config.LSTM_SCOPE}/kernel", (2 * h, 4 * h), "float32"))
-    return sorted(out)
 
 
 def _dense(name: str, x: tf.Tensor, units: int, relu_clip: float, *, relu: bool = True) -> tf.Tensor:
@@ -52,6 +27,29 @@ def _dense(name: str, x: tf.Tensor, units: int, relu_clip: float, *, relu: bool 
     if relu:
         output = tf.minimum(tf.nn.relu(output), relu_clip)
     return output
+
+
+def model_logits(x: tf.Tensor, lengths, initial_state: Optional[tf.nn.rnn_cell.LSTMStateTuple],  # type: ignore[no-untyped-def]
+                 arch: Architecture, n_classes: int) -> Tuple[tf.Tensor, tf.nn.rnn_cell.LSTMStateTuple]:
+    """DeepSpeech's layers over time-major rows ``x`` [T, window_width*n_input]: raw logits [T, 1, C] and the LSTM state.
+
+    Shared by the inference graph (placeholders, carried state) and training (the whole
+    utterance, zero state), so both restore and save the same variables.
+    """
+    from tensorflow.contrib.rnn import LSTMBlockFusedCell  # contrib loads slowly: only when building
+
+    x = _dense("layer_1", x, arch.n_hidden, arch.relu_clip)
+    x = _dense("layer_2", x, arch.n_hidden, arch.relu_clip)
+    x = _dense("layer_3", x, arch.n_hidden, arch.relu_clip)
+    x = tf.reshape(x, [-1, 1, arch.n_hidden])
+    scope, cell_name = config.LSTM_SCOPE.rsplit("/", 1)
+    with tf.variable_scope(scope):
+        cell = LSTMBlockFusedCell(arch.n_hidden, forget_bias=0, name=cell_name)
+        output, state = cell(x, dtype=tf.float32, sequence_length=lengths, initial_state=initial_state)
+    x = tf.reshape(output, [-1, arch.n_hidden])
+    x = _dense("layer_5", x, arch.n_hidden, arch.relu_clip)
+    x = _dense("layer_6", x, n_classes, arch.relu_clip, relu=False)
+    return tf.reshape(x, [-1, 1, n_classes]), state
 
 
 def _feature_subgraph(arch: Architecture) -> tf.Tensor:
@@ -82,28 +80,9 @@ def build_inference_graph(arch: Architecture, alphabet: Alphabet) -> Dict[str, t
     previous_h = tf.placeholder(tf.float32, list(arch.state_shape), name=config.PREVIOUS_STATE_H)
 
     # [1, steps, width, features] -> time-major rows of one flattened context window each.
-    x = tf.transpose(window, perm=[1, 0, 2, 3])
-    x = tf.reshape(x, [-1, arch.window_width * arch.n_input])
-    x = _dense("layer_1", x, arch.n_hidden, arch.relu_clip)
-    x = _dense("layer_2", x, arch.n_hidden, arch.relu_clip)
-    x = _dense("layer_3", x, arch.n_hidden, arch.relu_clip)
-    x = tf.reshape(x, [-1, 1, arch.n_hidden])
-
-    from tensorflow.contrib.rnn import LSTMBlockFusedCell  # contrib loads slowly: only when building
-
-    scope, cell_name = config.LSTM_SCOPE.rsplit("/", 1)
-    with tf.variable_scope(scope):
-        cell = LSTMBlockFusedCell(arch.n_hidden, forget_bias=0, name=cell_name)
-        output, state = cell(
-            x,
-            dtype=tf.float32,
-            sequence_length=lengths,
-            initial_state=tf.nn.rnn_cell.LSTMStateTuple(previous_c, previous_h),
-        )
-    x = tf.reshape(output, [-1, arch.n_hidden])
-    x = _dense("layer_5", x, arch.n_hidden, arch.relu_clip)
-    x = _dense("layer_6", x, n_classes, arch.relu_clip, relu=False)
-    raw_logits = tf.reshape(x, [-1, 1, n_classes], name="raw_logits")
+    x = tf.reshape(tf.transpose(window, perm=[1, 0, 2, 3]), [-1, arch.window_width * arch.n_input])
+    raw_logits, state = model_logits(x, lengths, tf.nn.rnn_cell.LSTMStateTuple(previous_c, previous_h), arch, n_classes)
+    raw_logits = tf.identity(raw_logits, name="raw_logits")
 
     outputs = {
         config.LOGITS: tf.nn.softmax(raw_logits, name=config.LOGITS),

@@ -14,19 +14,16 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-from ds2ir import checkpoint, config, decode, features
+from ds2ir import checkpoint, decode, features
 from ds2ir.config import Alphabet, Architecture
 from ds2ir.errors import AudioError, ConfigError, MissingInputError
 
-if TYPE_CHECKING:  # pragma: no cover
-    import tensorflow.compat.v1 as tf
-
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_LEARNING_RATE", "DEFAULT_N_HIDDEN", "TrainingResult",
-           "initial_variables", "normalize_transcript", "train_checkpoint", "utterance_inputs"]
+           "normalize_transcript", "train_checkpoint", "utterance_inputs"]
 
 # LDC93S1 on 2 cores, seeds 0-12: exact greedy text after 90-220 steps, loss ~0.05 at
 # 300, ~7 s. Twice DeepSpeech's rate converges faster without oscillating (0.003 did).
@@ -90,49 +87,6 @@ def utterance_inputs(wav: Path, arch: Architecture) -> np.ndarray:
     return np.ascontiguousarray(steps[: len(frames)])
 
 
-def initial_variables(arch: Architecture, n_classes: int, seed: int) -> Dict[str, np.ndarray]:
-    """DeepSpeech's initialisation from a numpy seed: Glorot-uniform weights, zero biases.
-
-    Numpy rather than TF initialisers so the values do not depend on graph op order.
-    """
-    from ds2ir.graph import model_variables
-
-    rng = np.random.RandomState(seed)
-    values = {}
-    for var in model_variables(arch, n_classes):
-        if len(var.shape) == 2:
-            limit = np.sqrt(6.0 / (var.shape[0] + var.shape[1]))
-            values[var.name] = rng.uniform(-limit, limit, size=var.shape).astype(np.float32)
-        else:
-            values[var.name] = np.zeros(var.shape, np.float32)
-    return values
-
-
-def _logits(x: tf.Tensor, arch: Architecture, n_classes: int) -> tf.Tensor:
-    """Raw logits ``[T, 1, n_classes]`` of ``x`` ``[T, window_width*n_input]``, zero initial state.
-
-    The layers of graph.build_inference_graph over the whole utterance at once (the LSTM
-    is causal, so streaming in windows with carried state computes the same thing).
-    """
-    import tensorflow.compat.v1 as tf
-    from tensorflow.contrib.rnn import LSTMBlockFusedCell
-
-    from ds2ir.graph import _dense
-
-    x = _dense("layer_1", x, arch.n_hidden, arch.relu_clip)
-    x = _dense("layer_2", x, arch.n_hidden, arch.relu_clip)
-    x = _dense("layer_3", x, arch.n_hidden, arch.relu_clip)
-    x = tf.reshape(x, [-1, 1, arch.n_hidden])
-    scope, cell_name = config.LSTM_SCOPE.rsplit("/", 1)
-    with tf.variable_scope(scope):
-        cell = LSTMBlockFusedCell(arch.n_hidden, forget_bias=0, name=cell_name)
-        output, _ = cell(x, dtype=tf.float32, sequence_length=[int(x.shape[0])])
-    x = tf.reshape(output, [-1, arch.n_hidden])
-    x = _dense("layer_5", x, arch.n_hidden, arch.relu_clip)
-    x = _dense("layer_6", x, n_classes, arch.relu_clip, relu=False)
-    return tf.reshape(x, [-1, 1, n_classes])
-
-
 def train_checkpoint(
     directory: Path,
     *,
@@ -147,7 +101,7 @@ def train_checkpoint(
     """Train on one utterance (batch 1, CTC, Adam, no dropout) and save it in the release layout.
 
     One epoch is one Adam step on the whole utterance. The checkpoint holds only the
-    variables the exporter restores (graph.model_variables) and global_step = epochs.
+    variables the exporter restores (checkpoint.model_variables) and global_step = epochs.
     The result's transcript is the greedy decoding of the trained training graph.
     """
     if epochs < 1:
@@ -169,17 +123,17 @@ def train_checkpoint(
 
     import tensorflow.compat.v1 as tf  # after the checks, so they work without TensorFlow
 
-    from ds2ir.graph import model_variables
+    from ds2ir.graph import model_logits
 
     n_classes = alphabet.n_classes
-    expected = model_variables(arch, n_classes)
-    start_values = initial_variables(arch, n_classes, seed)
+    expected = checkpoint.model_variables(arch, n_classes)
+    start_values = checkpoint.glorot_variables(arch, n_classes, seed, bias_limit=0.0)
 
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(seed)
         x = tf.constant(inputs.reshape(len(inputs), -1))
-        logits = _logits(x, arch, n_classes)
+        logits, _ = model_logits(x, [len(inputs)], None, arch, n_classes)
         sparse_labels = tf.SparseTensor(
             indices=[[0, i] for i in range(len(labels))], values=np.array(labels, np.int32),
             dense_shape=[1, len(labels)],
@@ -188,7 +142,7 @@ def train_checkpoint(
         variables = {v.op.name: v for v in tf.global_variables()}
         found = sorted((name, tuple(v.shape.as_list())) for name, v in variables.items())
         if found != [(v.name, v.shape) for v in expected]:  # a bug here, not a user error
-            raise AssertionError(f"training variables {found} differ from graph.model_variables")
+            raise AssertionError(f"training variables {found} differ from checkpoint.model_variables")
         optimizer = tf.train.AdamOptimizer(learning_rate, ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON)
         train_op = optimizer.minimize(loss)
         init = tf.global_variables_initializer()

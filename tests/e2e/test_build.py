@@ -66,6 +66,7 @@ def test_ir_matches_tensorflow_within_1e_5(full_build):
     assert report["inference_precision"] == "f32" and report["windows"] == 3
     for name in ("logits", "state_c", "state_h"):
         assert report["outputs"][name]["max_abs"] <= 1e-5, (name, report["outputs"][name])
+        assert report["outputs"][name]["max_scaled"] <= report["outputs"][name]["max_abs"]
         assert len(report["outputs"][name]["per_window_max_abs"]) == 3
     assert report["passed"] is True
 

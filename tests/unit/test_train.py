@@ -94,7 +94,6 @@ def tensorflow_or_skip():  # type: ignore[no-untyped-def]
 def test_a_short_training_run_lowers_the_loss_and_writes_the_exported_variables(tmp_path):
     tf = tensorflow_or_skip()
     from ds2ir import checkpoint
-    from ds2ir.graph import model_variables
 
     result = train.train_checkpoint(
         tmp_path / "ckpt", wav=DATA / "LDC93S1.wav", transcript_file=DATA / "LDC93S1.txt",
@@ -107,17 +106,17 @@ def test_a_short_training_run_lowers_the_loss_and_writes_the_exported_variables(
     assert prefix.name == "best_dev-5"
     checkpoint.check(prefix, TINY, ALPHABET)
     stored = dict(tf.train.list_variables(str(prefix)))
-    expected = {v.name: list(v.shape) for v in model_variables(TINY, ALPHABET.n_classes)}
+    expected = {v.name: list(v.shape) for v in checkpoint.model_variables(TINY, ALPHABET.n_classes)}
     assert stored == dict(expected, global_step=[])
     assert tf.train.load_variable(str(prefix), "global_step") == 5
     assert Alphabet.load(tmp_path / "ckpt" / "alphabet.txt") == ALPHABET
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
-def test_initial_variables_are_seeded_glorot_weights_and_zero_biases():
-    tensorflow_or_skip()
-    values = train.initial_variables(TINY, ALPHABET.n_classes, seed=7)
-    again = train.initial_variables(TINY, ALPHABET.n_classes, seed=7)
+def test_training_starts_from_seeded_glorot_weights_and_zero_biases():
+    from ds2ir.checkpoint import glorot_variables
+
+    values = glorot_variables(TINY, ALPHABET.n_classes, 7, bias_limit=0.0)
+    again = glorot_variables(TINY, ALPHABET.n_classes, 7, bias_limit=0.0)
     assert values.keys() == again.keys()
     for name, value in values.items():
         np.testing.assert_array_equal(value, again[name])

@@ -32,6 +32,14 @@ def test_compare_reports_max_and_per_window():
     assert verify.worst(report) == 0.5 and report["logits"]["max_abs"] == 0.0
 
 
+def test_errors_on_values_beyond_one_are_scaled_by_their_size():
+    reference = {name: np.full((1, 2), 20.0) for name in verify.STREAM_OUTPUTS}
+    candidate = {name: value + 4e-5 for name, value in reference.items()}
+    report = verify.compare(reference, candidate)
+    assert abs(report["state_c"]["max_abs"] - 4e-5) < 1e-12
+    assert abs(report["state_c"]["max_scaled"] - 2e-6) < 1e-12
+
+
 def test_compare_flags_shape_mismatch():
     reference = {name: np.zeros((2, 4)) for name in verify.STREAM_OUTPUTS}
     candidate = dict(reference, logits=np.zeros((2, 5)))
