@@ -10,7 +10,7 @@ from typing import Iterator, Optional
 
 from invoke import Context, Exit, task
 
-from ds2ir import baseimages, build as builds, config, fetch, manifest, locks
+from ds2ir import baseimages, build as builds, config, doctor as doctors, fetch, manifest, locks, matrix as matrices
 from ds2ir.docker import Docker, compose_environment, render_env_file
 from ds2ir.errors import Ds2irError
 from ds2ir.runner import Runner, quote
@@ -124,6 +124,24 @@ def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str
         print(_builder(target, artifacts).transcribe(Path(audio).resolve(), device=device, precision=precision), end="")
 
 
+@task(help={**_help("target", "artifacts", "debug"),
+            "audio": "the utterance to stream (default: the first of ../shared/data/*.wav, else a test signal)",
+            "repeat": "timed passes over the utterance per engine (default: 5)",
+            "cold": "also time no-cache builds of both stage images (minutes; downloads every package again)"})
+def bench(c: Context, target: Optional[str] = None, audio: Optional[str] = None, repeat: int = 5, cold: bool = False,
+          artifacts: Optional[str] = None, debug: bool = False) -> None:
+    """Time the IR, TensorFlow 1 and 2 and the native client against the memory-bandwidth bound; time builds."""
+    from ds2ir.bench import Bench, fp16_sibling
+
+    with user_errors(debug):
+        builder = _builder(target, artifacts)
+        sibling = fp16_sibling(config.TargetsFile.load(project=PROJECT), builder.target)
+        fp16 = _builder(sibling.name, artifacts) if sibling else None
+        recording = Path(audio) if audio else builds.default_recordings(builder.layout, builder.target.architecture)[0]
+        report = Bench(builder, fp16=fp16, audio=recording.resolve(), repeat=repeat, cold=cold).run()
+        print(report.read_text(), end="")
+
+
 @task(name="fetch", help={**_help("target", "offline", "trust_on_first_use", "debug"),
                           "import_": "put a file you downloaded elsewhere into the cache, after verifying it",
                           "url": "with --import: the URL the file was downloaded from (default: found by digest or name)",
@@ -137,7 +155,7 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
             print(fetch.import_file(Path(import_), url, lock_path=lock, trust_on_first_use=trust_on_first_use))
             return
         release = config.load_target(target).release
-        for asset in [release.checkpoint_url] + ([release.source_url] if source else []):
+        for asset in [url for url in (release.checkpoint_url, release.source_url if source else None) if url]:
             print(fetch.fetch(asset, lock_path=lock, offline=offline, trust_on_first_use=trust_on_first_use))
 
 
@@ -149,6 +167,15 @@ def images(c: Context, target: Optional[str] = None, dry_run: bool = False, debu
         builder.docker.preflight()
         for stage, tag in builder.images().items():
             print(f"{stage}: {tag}")
+
+
+@task(help=_help("artifacts"))
+def doctor(c: Context, artifacts: Optional[str] = None) -> None:
+    """Check what builds need (Docker client and daemon, compose, base images, disk space, write access); print a checklist."""
+    checks = doctors.run_checks(Docker(Runner(echo_output=False)), Path(artifacts or ARTIFACTS).resolve(), project=PROJECT)
+    print(doctors.render(checks))
+    if any(item.blocks for item in checks):
+        raise Exit("ds2ir: error: 'invoke doctor' found problems that stop a build (marked FAIL above).", code=1)
 
 
 @task(help={"target": "a target to clean (repeatable; default: all)", "artifacts": HELP["artifacts"]}, iterable=["target"])
@@ -205,6 +232,25 @@ def compose_env(c: Context) -> None:
     """Regenerate .env (what plain `docker compose up` reads) from targets.toml's default target."""
     (PROJECT / ".env").write_text(render_env_file(config.load_target()))
     print(f"wrote {PROJECT / '.env'}")
+
+
+@task(iterable=["targets"], help={"targets": "a target to build (repeatable; default: `matrix` in targets.toml)",
+                                  **_help("artifacts", "force", "debug")})
+def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] = None, force: bool = False,
+           debug: bool = False) -> None:
+    """Build a set of targets, then tabulate versions, image sizes, times, IR hashes, IR-vs-TF error and IR loads."""
+    with user_errors(debug):
+        chosen = config.TargetsFile.load(project=PROJECT)
+        root = Path(artifacts or ARTIFACTS).resolve()
+        docker = Docker(Runner())
+        docker.preflight()
+        result = matrices.run(
+            [chosen.target(name) for name in (targets or chosen.matrix)], docker=docker, artifacts=root, project=PROJECT,
+            make_builder=lambda target: builds.Builder(target, project=PROJECT, artifacts=root, docker=docker, force=force),
+        )
+        print((root / matrices.MATRIX_DIR / "matrix.md").read_text())
+    if not result["passed"]:
+        raise Exit(f"ds2ir: matrix: some cells failed; see {root / matrices.MATRIX_DIR / 'matrix.md'}", code=1)
 
 
 @task(help={"upgrade": "move unpinned dependencies to their newest releases (default: keep the locked ones)",

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ds2ir.errors import StorageError
+
 TEMP_MARK = ".tmp-"
 
 
@@ -62,7 +64,8 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         yield tmp
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=str(final.parent)))
+            # Named as a temporary too, so a crash between the two renames leaves nothing uncollected.
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}{TEMP_MARK}old-", dir=str(final.parent)))
             os.replace(str(final), str(old / final.name))
         os.replace(str(tmp), str(final))
         if old is not None:
@@ -81,3 +84,26 @@ def remove_stale_temporaries(directory: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         elif path.exists():
             path.unlink()
+
+
+@contextlib.contextmanager
+def storage_errors(directory: Path) -> Iterator[None]:
+    """Report a write that failed under ``directory`` (full, read-only, forbidden) as a StorageError.
+
+    Other OS errors pass unchanged: they are bugs or faults this module cannot explain.
+    """
+    try:
+        yield
+    except OSError as exc:
+        written = exc.filename2 or exc.filename  # copies and renames name the destination second
+        error = StorageError.from_os_error(exc, final_name(str(written)) if written else f"a file under {directory}")
+        if error is None:
+            raise
+        raise error from exc
+
+
+def final_name(path: str) -> str:
+    """The final name a temporary path stands for (``d/.ir.tmp-x1/a.bin`` -> ``d/ir/a.bin``), for messages."""
+    parts = [part[1:].split(TEMP_MARK)[0] if part.startswith(".") and TEMP_MARK in part else part
+             for part in Path(path).parts]
+    return str(Path(*parts))

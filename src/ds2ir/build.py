@@ -107,12 +107,11 @@ class Builder:
     def build(self, until: str = STAGE_ORDER[-1]) -> Dict[str, float]:
         """Run every stage up to ``until``; return wall seconds of the stages that ran."""
         docker_version = self.docker.preflight()
-        self.artifacts.mkdir(parents=True, exist_ok=True)
         timings: Dict[str, float] = {}
-        with self._exclusive():
-            atomic.remove_stale_temporaries(self.layout.target_dir)
+        with atomic.storage_errors(self.artifacts), self._exclusive():
+            self._clean_up_after_interrupted_builds()
+            self.images()  # before any download: a base image that cannot be had fails fast
             self._require_checkpoint()
-            self.images()
             for stage in stages_for(self.target, self.layout):
                 if STAGE_ORDER.index(stage.name) > STAGE_ORDER.index(until):
                     break
@@ -129,6 +128,12 @@ class Builder:
 
     # -- internals -----------------------------------------------------------
 
+    def _clean_up_after_interrupted_builds(self) -> None:
+        """Stop the containers of killed builds of this directory, then drop their temporaries."""
+        for name in self.docker.remove_stray_containers(self.artifacts):
+            self.say(f"removed stray container {name} (left running by an interrupted build of {self.artifacts})")
+        atomic.remove_stale_temporaries(self.layout.target_dir)
+
     def _require_checkpoint(self) -> None:
         """Release targets: fetch (verified, cached) and extract the checkpoint unless it is there.
 
@@ -139,6 +144,7 @@ class Builder:
         if self.target.checkpoint != "release" or self.layout.checkpoint_dir.is_dir():
             return
         url = self.target.release.checkpoint_url
+        assert url is not None, "config.py rejects release checkpoints of releases without one"
         try:
             archive_path = fetch.fetch(url, lock_path=fetch.default_lock_path(), offline=self.offline,
                                        trust_on_first_use=self.trust_on_first_use)
@@ -171,6 +177,7 @@ class Builder:
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         """One build per artifacts directory at a time: a second one waits."""
+        self.artifacts.mkdir(parents=True, exist_ok=True)
         with open(self.artifacts / ".ds2ir.lock", "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -198,16 +205,23 @@ class Builder:
         self.say(f"[{self.target.name}] manifest: {path}")
 
     def _packages(self, tag: str, image_id: str) -> List[str]:
-        """`pip freeze` of an image, cached by image ID (an image never changes)."""
+        """`pip freeze` of an image, cached by image ID (an image never changes) with its digest,
+        so a damaged cache entry is listed again instead of going into the manifest."""
         cache = self.artifacts / ".cache" / "packages" / f"{image_id.replace(':', '-')}.json"
         if cache.is_file():
-            return json.loads(cache.read_text())
+            try:
+                cached = json.loads(cache.read_text())
+                if cached["sha256"] == _digest(cached["packages"]):
+                    return list(cached["packages"])
+            except (ValueError, KeyError, TypeError):
+                pass
+            self.say(f"{cache} is damaged; listing the image's packages again")
         listing = self.docker.runner.run(
             [self.docker.executable, "run", "--rm", "--network", "none", "--entrypoint", "python", tag,
              "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
             step="list image packages", capture=True, quiet=True)
         packages = sorted(line for line in listing.splitlines() if "==" in line)
-        atomic.write_json(cache, packages)
+        atomic.write_json(cache, {"packages": packages, "sha256": _digest(packages)})
         return packages
 
     def _stage_key(self, stage: Stage) -> str:
@@ -224,7 +238,7 @@ class Builder:
             "target": self.target.fingerprint(),
             "inputs": inputs,
         }
-        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+        return _digest(material)
 
     def _outputs(self, stage: Stage) -> Optional[Dict[str, str]]:
         if not all(path.exists() for path in stage.outputs):
@@ -304,6 +318,11 @@ class Builder:
         inside = f"/input/{recording.name}"
         return self._container("transcribe", "convert", "--audio", inside, "--device", device, "--precision", precision,
                                read_only={recording: inside}, capture=True)
+
+
+def _digest(data: object) -> str:
+    """SHA-256 of plain data in its one JSON form."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def default_recordings(layout: ArtifactLayout, arch: Architecture) -> List[Path]:

@@ -10,7 +10,7 @@ import difflib
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -37,7 +37,13 @@ LSTM_FINAL_C = LSTM_SCOPE + "/GatherNd"
 LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
 
 CHECKPOINT_KINDS = ("release", "synthetic", "trained")
+#: who writes output_graph.pb: ds2ir's own TF1 graph (graph.py) or Coqui STT's training package
+EXPORTERS = ("builtin", "coqui-stt")
+#: how a convert image makes the IR: Model Optimizer's CLI, or OpenVINO's TF frontend (no TensorFlow)
+CONVERTERS = ("mo", "tf-frontend")
 IR_PRECISIONS = ("FP32", "FP16")
+LSTM_VARIANTS = ("fused", "hoisted")
+WEIGHT_COMPRESSIONS = ("none", "int8")
 INFERENCE_PRECISIONS = ("f32", "bf16")
 STAGES = ("freeze", "convert")
 TARGETS_ENV = "DS2IR_TARGETS"
@@ -45,6 +51,8 @@ PROJECT_ROOT_ENV = "DS2IR_PROJECT_ROOT"
 # Where stage containers see the artifacts directory and the targets file.
 CONTAINER_ARTIFACTS = Path("/artifacts")
 CONTAINER_TARGETS = Path("/etc/ds2ir/targets.toml")
+# Mel filterbank channels of TF's Mfcc op (DeepSpeech keeps the default); n_input MFCCs come from them.
+MEL_CHANNELS = 40
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,8 @@ class ImageSpec:
     """A stage image: Dockerfile, base image, its Python version and its hashed lock.
 
     ``lock`` is relative to the checkout (the build context); ``invoke lock`` compiles
-    it from the ``.in`` file beside it for ``python``.
+    it from the ``.in`` file beside it for ``python``. ``converter`` (convert images)
+    follows from what the lock installs: ``mo`` needs TensorFlow, ``tf-frontend`` does not.
     """
 
     name: str
@@ -148,6 +157,7 @@ class ImageSpec:
     base_image: str
     python: str
     lock: str
+    converter: Optional[str] = None
 
     def build_args(self, base_image: Optional[str] = None) -> Dict[str, str]:
         """The Dockerfile's ARGs (docker-compose.yml passes the same ones)."""
@@ -161,13 +171,17 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class Release:
-    """One DeepSpeech model release: where its assets are and its architecture defaults."""
+    """One DeepSpeech model release: where its assets are and its architecture defaults.
+
+    ``checkpoint_url`` is None for a release that publishes no checkpoint (only synthetic
+    or trained targets can use it).
+    """
 
     name: str
     graph_version: int
-    checkpoint_url: str
     source_url: str
     n_hidden: int
+    checkpoint_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +208,9 @@ class Target:
     convert_image: ImageSpec
     ir_precision: str
     training: Optional[Training] = None
+    exporter: str = "builtin"
+    lstm: str = "fused"
+    weight_compression: str = "none"
     alphabet: Alphabet = field(default_factory=Alphabet.default)
 
     @property
@@ -205,6 +222,8 @@ class Target:
 
         ``input_lengths`` is frozen to n_steps (the application always feeds full
         windows); the outputs are the LSTM's final h and c and the softmaxed logits.
+        Every supported mo (2022.3 LTS and 2024.6) takes ``--compress_to_fp16=BOOL``;
+        it is always given, since its default changed (False in 2022.3, True from 2023.0).
         """
         arch = self.architecture
         n, w, f, h = arch.n_steps, arch.window_width, arch.n_input, arch.n_hidden
@@ -212,12 +231,21 @@ class Target:
             f"{INPUT_LENGTHS}->[{n}],{INPUT_NODE}[1 {n} {w} {f}],"
             f"{PREVIOUS_STATE_H}[1 {h}],{PREVIOUS_STATE_C}[1 {h}]"
         )
-        outputs = f"{LSTM_FINAL_H},{LSTM_FINAL_C},{LOGITS}"
         return [
             "--input", inputs,
-            "--output", outputs,
+            "--output", ",".join(self.ir_outputs()),
             f"--compress_to_fp16={self.ir_precision == 'FP16'}",
         ]
+
+    def ir_inputs(self) -> Dict[str, Tuple[int, ...]]:
+        """The IR's inputs and their static shapes (``input_lengths`` becomes a constant)."""
+        arch = self.architecture
+        return {INPUT_NODE: arch.input_shape, PREVIOUS_STATE_H: arch.state_shape, PREVIOUS_STATE_C: arch.state_shape}
+
+    @staticmethod
+    def ir_outputs() -> Tuple[str, ...]:
+        """The graph nodes the IR ends at: the LSTM's final h and c, and the softmaxed logits."""
+        return (LSTM_FINAL_H, LSTM_FINAL_C, LOGITS)
 
     def fingerprint(self) -> Dict[str, Any]:
         """A plain-data view of the target, for up-to-date checks and manifests."""
@@ -313,13 +341,13 @@ def targets_file() -> Path:
     return Path(env) if env else project_root() / "targets.toml"
 
 
-_TOP_KEYS = {"default_target", "images", "releases", "targets"}
+_TOP_KEYS = {"default_target", "images", "releases", "targets", "matrix"}
 _IMAGE_KEYS = {f.name for f in fields(ImageSpec)} - {"name"}
 _RELEASE_KEYS = {f.name for f in fields(Release)} - {"name"}
 _ARCH_KEYS = {f.name for f in fields(Architecture)} - {"graph_version"}
 _TRAINING_KEYS = {"training_" + f.name if f.name in ("audio", "transcript") else f.name for f in fields(Training)}
 _TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "seed", "freeze_image",
-                "convert_image", "ir_precision"} | _ARCH_KEYS
+                "convert_image", "ir_precision", "exporter", "lstm", "weight_compression"} | _ARCH_KEYS
 
 
 class TargetsFile:
@@ -339,6 +367,7 @@ class TargetsFile:
             self.target(name)
         if self.default_target not in self._raw_targets:
             raise ConfigError(f"default_target '{self.default_target}' is not a target", file=source, key="default_target")
+        self.matrix = self._matrix(data.get("matrix", []))
 
     @classmethod
     def load(cls, path: Optional[Path] = None, *, project: Optional[Path] = None) -> "TargetsFile":
@@ -371,7 +400,14 @@ class TargetsFile:
                 raise ConfigError(f"{positive} must be positive, got {getattr(architecture, positive)}", file=self.source, key=f"{key}.{positive}")
         if architecture.n_context < 0:
             raise ConfigError("n_context must be >= 0", file=self.source, key=f"{key}.n_context")
+        if architecture.n_input > MEL_CHANNELS:
+            raise ConfigError(f"n_input is {architecture.n_input}, but MFCCs are computed from {MEL_CHANNELS} mel "
+                              f"channels, so at most {MEL_CHANNELS} coefficients exist (DeepSpeech uses 26)",
+                              file=self.source, key=f"{key}.n_input")
         checkpoint = self._choice(raw, "checkpoint", CHECKPOINT_KINDS, key)
+        if checkpoint == "release" and release.checkpoint_url is None:
+            raise ConfigError(f"release '{release_name}' has no checkpoint_url, so the checkpoint cannot be 'release'; "
+                              f"use 'synthetic' or 'trained'", file=self.source, key=f"{key}.checkpoint")
         return Target(
             name=name,
             description=str(raw.get("description", "")),
@@ -383,9 +419,22 @@ class TargetsFile:
             convert_image=self._image_ref(raw, "convert_image", "convert", key),
             ir_precision=self._choice(raw, "ir_precision", IR_PRECISIONS, key),
             training=self._training(raw, key) if checkpoint == "trained" else None,
+            lstm=self._choice(raw, "lstm", LSTM_VARIANTS, key) if "lstm" in raw else "fused",
+            weight_compression=(self._choice(raw, "weight_compression", WEIGHT_COMPRESSIONS, key)
+                                if "weight_compression" in raw else "none"),
+            exporter=self._choice(raw, "exporter", EXPORTERS, key) if "exporter" in raw else EXPORTERS[0],
         )
 
     # -- helpers --------------------------------------------------------------
+
+    def _matrix(self, value: Any) -> Tuple[str, ...]:
+        """``matrix``: the targets `invoke matrix` builds by default, each one defined."""
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            raise ConfigError(f"must be a list of target names, got {value!r}", file=self.source, key="matrix")
+        for name in value:
+            if name not in self._raw_targets:
+                raise ConfigError(f"'{name}' is not a target", file=self.source, key="matrix")
+        return tuple(value)
 
     def _training(self, raw: Mapping[str, Any], key: str) -> Training:
         training = Training(
@@ -463,6 +512,10 @@ class TargetsFile:
             python=python,
             lock=lock,
         )
+        if spec.stage == "convert":
+            spec = replace(spec, converter=self._choice(raw, "converter", CONVERTERS, key) if "converter" in raw else CONVERTERS[0])
+        elif "converter" in raw:
+            raise ConfigError("only convert images have a converter", file=self.source, key=f"{key}.converter")
         if project is not None and not (project / lock).is_file():
             raise ConfigError(f"the lock file {project / lock} does not exist; write the image's pins in "
                               f"{spec.lock_input} and run 'invoke lock'", file=self.source, key=f"{key}.lock")
@@ -476,7 +529,7 @@ class TargetsFile:
         return Release(
             name=name,
             graph_version=self._get(raw, "graph_version", int, key),
-            checkpoint_url=self._get(raw, "checkpoint_url", str, key),
+            checkpoint_url=self._get(raw, "checkpoint_url", str, key) if "checkpoint_url" in raw else None,
             source_url=self._get(raw, "source_url", str, key),
             n_hidden=self._get(raw, "n_hidden", int, key),
         )

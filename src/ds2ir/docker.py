@@ -11,13 +11,21 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target
-from ds2ir.errors import ContainerError, DockerUnavailableError
+from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target, targets_file
+from ds2ir.errors import BaseImageError, CommandError, ContainerError, DockerUnavailableError
 from ds2ir.runner import Runner
 
 OFFLINE_PREFIX = "ds2ir-offline/"
+# Stages have no network, so tools must not try to phone home. NNCF's telemetry forks a
+# sender from a worker thread while the main thread imports: seen deadlocking the
+# int8 compression in about one run of four.
+STAGE_ENVIRONMENT = {"NNCF_CI": "1"}
 # The package files that go into the images, beside the image's lock (.dockerignore keeps out the rest).
 PACKAGE_FILES = ("pyproject.toml", "src")
+# Stage containers carry the artifacts directory they write and the PID of the process that
+# started them, so a build can find the ones a killed build left running (remove_stray_containers).
+ARTIFACTS_LABEL = "ds2ir.artifacts"
+OWNER_LABEL = "ds2ir.owner-pid"
 
 
 def offline_substitute(public_image: str) -> str:
@@ -44,14 +52,18 @@ class Docker:
         except Exception as exc:
             raise DockerUnavailableError(self._diagnose(str(exc))) from None
 
+    def client_version(self) -> str:
+        """The Docker client's version line; raises MissingInputError when it is not installed."""
+        return self.runner.run([self.executable, "--version"], step="docker client", capture=True, quiet=True).strip()
+
     def _diagnose(self, output: str) -> str:
         host = os.environ.get("DOCKER_HOST")
         if "not installed" in output:
             return (f"The Docker client '{self.executable}' is not installed. Install Docker "
                     f"(on Debian: 'apt-get install docker.io', or run scripts/bootstrap) and retry.")
         if "permission denied" in output.lower():
-            return ("The Docker daemon's socket is not accessible to this user (permission denied). "
-                    "Add yourself to the 'docker' group ('sudo usermod -aG docker $USER', then log in again) "
+            return (f"The Docker daemon's socket {host or 'unix:///var/run/docker.sock'} is not accessible to this "
+                    "user (permission denied). Add yourself to the 'docker' group ('sudo usermod -aG docker $USER', then log in again) "
                     "or run as a user who may use Docker.")
         if host:
             return (f"No Docker daemon answers at DOCKER_HOST={host}. Check that address, or unset "
@@ -72,10 +84,34 @@ class Docker:
         except Exception:
             return None
 
+    def image_size(self, ref: str) -> int:
+        """The size of a local image in bytes (what `docker images` shows)."""
+        return int(self.runner.run([self.executable, "image", "inspect", "--format", "{{.Size}}", ref],
+                                   step="inspect image", capture=True, quiet=True).strip())
+
     def resolve_base_image(self, public_image: str) -> str:
         """The public base image, or its offline stand-in when one was built here."""
         substitute = offline_substitute(public_image)
         return substitute if self.image_id(substitute) else public_image
+
+    def available_base_image(self, spec: ImageSpec) -> str:
+        """The base image to build ``spec`` from: the offline stand-in or the public image, pulled if absent."""
+        base = self.resolve_base_image(spec.base_image)
+        if self.image_id(base):
+            return base
+        try:
+            self.runner.run([self.executable, "pull", base], step=f"pull {base}", capture=True, quiet=True)
+        except CommandError as exc:
+            reason = exc.log_tail.strip().splitlines()[-1:] or [f"exit code {exc.exit_code}"]
+            raise BaseImageError(
+                f"The base image {base} of image '{spec.name}' ({targets_file()}: [images.\"{spec.name}\"].base_image) "
+                f"is not on this host, has no offline stand-in ({offline_substitute(base)}) and cannot be pulled: "
+                f"{reason[0]}. Connect this host to its registry, or on an offline host build stand-ins for "
+                f"python:X.Y-slim images with 'invoke base-images', or set base_image to an image you have; "
+                f"'invoke doctor' checks every base image."
+            ) from None
+        self.runner.say(f"pulled base image {base}")
+        return base
 
     def stage_image_tag(self, spec: ImageSpec, base_image: str, project: Path) -> str:
         """A tag naming what the image contains: Dockerfile, build args, lock and package source."""
@@ -93,11 +129,20 @@ class Docker:
         if self.image_id(tag):
             self.runner.say(f"image {tag} is up to date")
             return tag
+        self.build_stage_image(spec, project, tag, base_image=base)
+        return tag
+
+    def build_stage_image(self, spec: ImageSpec, project: Path, tag: str, *, base_image: Optional[str] = None,
+                          no_cache: bool = False) -> None:
+        """Build the stage image as ``tag``; ``no_cache`` rebuilds every layer (what a cold build costs)."""
+        base = base_image or self.resolve_base_image(spec.base_image)
+        if not self.runner.dry_run and not self.image_id(base):
+            base = self.available_base_image(spec)  # fail before docker build, with the fix
         argv: List[str] = [self.executable, "build", "-f", str(project / spec.dockerfile), "-t", tag]
+        argv += ["--no-cache"] if no_cache else []
         for key, value in sorted(spec.build_args(base).items()):
             argv += ["--build-arg", f"{key}={value}"]
         self.runner.run(argv + [str(project)], step=f"build {spec.stage} image", env={"DOCKER_BUILDKIT": "0"})
-        return tag
 
     # -- containers ----------------------------------------------------------
 
@@ -124,6 +169,8 @@ class Docker:
         argv: List[str] = [
             self.executable, "run", "--rm", "--name", name, "--network", "none",
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
+            *[arg for key, value in sorted(STAGE_ENVIRONMENT.items()) for arg in ("-e", f"{key}={value}")],
+            "--label", f"{ARTIFACTS_LABEL}={artifacts.resolve()}", "--label", f"{OWNER_LABEL}={os.getpid()}",
             "-v", f"{artifacts.resolve()}:{CONTAINER_ARTIFACTS}",
             "-v", f"{targets.resolve()}:{CONTAINER_TARGETS}:ro",
         ]
@@ -141,6 +188,23 @@ class Docker:
         finally:
             # A killed client leaves the container running; make sure it is gone.
             self.runner.succeeds([self.executable, "rm", "-f", name])
+
+    def remove_stray_containers(self, artifacts: Path) -> List[str]:
+        """Remove the stage containers of ``artifacts`` whose starting process is gone; return their names.
+
+        Killing a build (kill -9, a closed terminal) leaves its ``docker run`` client and
+        container running, still writing into ``artifacts``. The caller holds the artifacts
+        directory's lock, so such a container belongs to no live build of this directory.
+        """
+        listing = self.runner.run(
+            [self.executable, "ps", "-a", "--filter", f"label={ARTIFACTS_LABEL}={artifacts.resolve()}",
+             "--format", f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}'],
+            step="list stray containers", capture=True, quiet=True)
+        stray = [name for name, _, owner in (line.partition(" ") for line in listing.splitlines())
+                 if not _process_alive(owner)]
+        for name in stray:
+            self.runner.run([self.executable, "rm", "-f", name], step="remove stray container", capture=True, quiet=True)
+        return stray
 
     # -- compose -------------------------------------------------------------
 
@@ -168,6 +232,19 @@ class Docker:
             "Neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed. Install one "
             "(on Debian: 'apt-get install docker-compose') or use 'invoke build', which needs neither."
         )
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether the process ``pid`` (a label's text) exists on this host."""
+    if not pid.strip().isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _package_files(project: Path) -> List[Path]:

@@ -7,6 +7,8 @@ root and print the message; ``--debug`` shows the traceback as well.
     Ds2irError
     ├── ConfigError            the targets file or a command-line option is wrong
     ├── DockerUnavailableError no usable Docker engine or compose
+    │   └── BaseImageError     a base image is neither here, nor stood in for, nor pullable
+    ├── StorageError           a file cannot be written: full or read-only filesystem, no permission
     ├── MissingInputError      an input file or directory is absent
     ├── CheckpointError        a checkpoint lacks variables or has wrong shapes
     ├── AudioError             an audio file cannot be turned into features
@@ -23,11 +25,13 @@ root and print the message; ``--debug`` shows the traceback as well.
 """
 from __future__ import annotations
 
+import errno
 from typing import Optional, Sequence
 
 __all__ = [
     "ArchiveError",
     "AudioError",
+    "BaseImageError",
     "CheckpointError",
     "CommandError",
     "ConfigError",
@@ -39,6 +43,7 @@ __all__ = [
     "MissingInputError",
     "NotCachedError",
     "ReproducibilityError",
+    "StorageError",
     "UnknownDigestError",
     "UnsafeArchiveError",
     "VerificationError",
@@ -65,6 +70,36 @@ class ConfigError(Ds2irError):
 
 class DockerUnavailableError(Ds2irError):
     """Docker (or compose) cannot be used; the message says how to fix it."""
+
+
+class BaseImageError(DockerUnavailableError):
+    """A stage image's base image is not present, has no offline stand-in and cannot be pulled."""
+
+
+# errno -> (what failed, the fix) for the OS errors a full, read-only or foreign directory gives.
+_STORAGE_FAULTS = {
+    errno.ENOSPC: ("No space left on device", "Free space on that filesystem ('df -h' shows it) or pass "
+                   "--artifacts DIR on a larger one, then build again: it resumes where it stopped."),
+    errno.EDQUOT: ("Disk quota exceeded", "Free space within your quota or pass --artifacts DIR elsewhere, then build again."),
+    errno.EROFS: ("Read-only file system", "Remount that filesystem read-write or pass --artifacts DIR on a writable one."),
+    errno.EACCES: ("Permission denied", "Give this user write access to it (e.g. 'chown -R $(id -u):$(id -g) DIR') "
+                   "or pass --artifacts DIR that you own."),
+    errno.EPERM: ("Operation not permitted", "Give this user write access to it or pass --artifacts DIR that you own."),
+}
+
+
+class StorageError(Ds2irError):
+    """A file cannot be written: the filesystem is full or read-only, or the user may not write there."""
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: str) -> Optional["StorageError"]:
+        """The user's message for failing to write ``path`` (as the user knows it); None for other OS errors."""
+        fault = _STORAGE_FAULTS.get(exc.errno or 0)
+        if fault is None:
+            return None
+        reason, fix = fault
+        return cls(f"Cannot write {path}: {reason}. {fix} Files under their final names are unchanged: "
+                   f"outputs are written to temporary names and renamed only when complete.")
 
 
 class MissingInputError(Ds2irError):
@@ -118,6 +153,9 @@ class ContainerError(CommandError):
 
     def _describe(self) -> str:
         head, _, rest = super()._describe().partition("\n")
+        if self.exit_code == 137:  # 128 + SIGKILL
+            head += (" The container was killed (docker kill, docker rm -f, or out of memory); "
+                     "run the build again: it reruns the interrupted stage.")
         return f"{head}\n  image: {self.image}\n{rest}"
 
 

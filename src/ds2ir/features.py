@@ -15,7 +15,7 @@ from typing import NamedTuple, Tuple, Union
 import numpy as np
 
 from ds2ir.audio import read_wav
-from ds2ir.config import Architecture
+from ds2ir.config import MEL_CHANNELS, Architecture
 from ds2ir.errors import AudioError
 
 __all__ = [
@@ -30,9 +30,8 @@ __all__ = [
     "windows_for_samples",
 ]
 
-# Mfcc op attributes DeepSpeech leaves at their defaults, and the kernel's log floor.
+# Mfcc op attributes DeepSpeech leaves at their defaults (MEL_CHANNELS: config.py), and the kernel's log floor.
 MEL_LOWER_FREQUENCY_HZ = 20.0
-MEL_CHANNELS = 40
 FILTERBANK_FLOOR = 1e-12
 
 

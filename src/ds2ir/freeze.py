@@ -18,7 +18,7 @@ def alphabet_for(checkpoint_dir: Path, default: Alphabet) -> Alphabet:
     return Alphabet.load(path) if path.is_file() else default
 
 
-def freeze(checkpoint_dir: Path, output: Path, arch: Architecture, alphabet: Alphabet) -> None:
+def freeze(checkpoint_dir: Path, output: Path, arch: Architecture, alphabet: Alphabet, *, lstm: str = "fused") -> None:
     """Restore the checkpoint into the inference graph and write it frozen, atomically."""
     import tensorflow.compat.v1 as tf
 
@@ -28,7 +28,7 @@ def freeze(checkpoint_dir: Path, output: Path, arch: Architecture, alphabet: Alp
     checkpoint.check(prefix, arch, alphabet)
     graph = tf.Graph()
     with graph.as_default():
-        outputs = build_inference_graph(arch, alphabet)
+        outputs = build_inference_graph(arch, alphabet, lstm=lstm)
         saver = tf.train.Saver({v.op.name: v for v in tf.global_variables()})
         graph.finalize()
         output_names = [tensor.op.name for tensor in outputs.values()]

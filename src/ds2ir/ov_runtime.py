@@ -6,7 +6,8 @@ state fed back from the previous window.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from types import ModuleType
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -25,13 +26,27 @@ def _output_key(names: set) -> str:
     raise VerificationError(f"The IR has an unexpected output {sorted(names)}; expected {sorted(IR_OUTPUTS)}.")
 
 
+def openvino_api() -> ModuleType:
+    """Where Core and get_version live: ``openvino`` from 2023.0, only ``openvino.runtime`` in 2022.3 LTS."""
+    import openvino
+
+    if hasattr(openvino, "Core"):
+        return openvino
+    import openvino.runtime
+
+    return openvino.runtime
+
+
+def openvino_version() -> str:
+    """The runtime's build string, e.g. '2024.6.0-17404-4c0f47d2335-releases/2024/6'."""
+    return str(openvino_api().get_version())
+
+
 def read_model(ir_xml: Path):  # type: ignore[no-untyped-def]
     """The IR as an openvino.Model, with a clear error when it is missing."""
-    import openvino as ov
-
     if not ir_xml.is_file() or not ir_xml.with_suffix(".bin").is_file():
         raise MissingInputError(f"The IR {ir_xml} (and its .bin) does not exist; run the convert stage ('invoke convert').")
-    return ov.Core().read_model(str(ir_xml))
+    return openvino_api().Core().read_model(str(ir_xml))
 
 
 def describe(ir_xml: Path) -> Dict[str, Dict[str, List[int]]]:
@@ -43,19 +58,48 @@ def describe(ir_xml: Path) -> Dict[str, Dict[str, List[int]]]:
     }
 
 
+def compile_on_cpu(ir_xml: Path) -> str:
+    """Compile the IR for CPU, as an application loads it; return the runtime's version."""
+    openvino_api().Core().compile_model(read_model(ir_xml), "CPU")
+    return openvino_version()
+
+
 class OVStreamingModel:
     """The IR compiled for a device; ``step`` has the same contract as the TF model."""
 
-    def __init__(self, ir_xml: Path, *, device: str = "CPU", precision: str = "f32", threads: int = 0):
-        import openvino as ov
+    #: the properties :meth:`settings` reports (where the runtime has them)
+    REPORTED = ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "PERFORMANCE_HINT",
+                "ENABLE_CPU_PINNING")
 
-        core = ov.Core()
-        properties = {"INFERENCE_PRECISION_HINT": precision}
+    def __init__(self, ir_xml: Path, *, device: str = "CPU", precision: Optional[str] = "f32", threads: int = 0,
+                 pin_threads: bool = False):
+        """``precision`` None leaves the device's default (bf16 on CPUs that have it).
+
+        On CPU: one stream for one request at a time (LATENCY), its threads not pinned to
+        cores. A window is memory-bound and split across every core; a pinned thread whose
+        core another process holds stalls the whole window, where an unpinned one moves
+        (docs/benchmarks.md). ``pin_threads`` restores OpenVINO's default, for comparison.
+        """
+        core = openvino_api().Core()
+        properties: Dict[str, object] = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = str(threads)
-        compiled = core.compile_model(read_model(ir_xml), device, properties)
-        self._request = compiled.create_infer_request()
-        self._outputs = {_output_key(port.get_names()): port for port in compiled.outputs}
+        if device == "CPU":
+            properties["PERFORMANCE_HINT"] = "LATENCY"
+            if "ENABLE_CPU_PINNING" in core.get_property(device, "SUPPORTED_PROPERTIES"):  # from OpenVINO 2023.0
+                properties["ENABLE_CPU_PINNING"] = pin_threads
+        self._compiled = core.compile_model(read_model(ir_xml), device, properties)
+        self._request = self._compiled.create_infer_request()
+        self._outputs = {_output_key(port.get_names()): port for port in self._compiled.outputs}
+
+    def settings(self) -> Dict[str, str]:
+        """What the device actually uses: a hint is only a request (no bf16 on a CPU without it)."""
+        out = {}
+        supported = self._compiled.get_property("SUPPORTED_PROPERTIES")
+        for key in (key for key in self.REPORTED if key in supported):
+            value = self._compiled.get_property(key)
+            out[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+        return out
 
     def step(self, window: np.ndarray, state_c: np.ndarray, state_h: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         results = self._request.infer({

@@ -32,7 +32,8 @@ def _read(path: Path) -> bytes:
 class TFStreamingModel:
     """The frozen graph as an application streams it: window in, logits and new state out."""
 
-    def __init__(self, frozen_graph: Path, n_steps: int):
+    def __init__(self, frozen_graph: Path, n_steps: int, *, threads: int = 1):
+        """``threads``: TF's intra-op threads; one keeps the reference's reductions in a fixed order."""
         import tensorflow.compat.v1 as tf
 
         graph_def = tf.GraphDef()
@@ -42,7 +43,7 @@ class TFStreamingModel:
             tf.import_graph_def(graph_def, name="")
         self._session = tf.Session(
             graph=self._graph,
-            config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1),
+            config=tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1),
         )
         self._lengths = np.array([n_steps], dtype=np.int32)
         self._fetches = [

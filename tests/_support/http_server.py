@@ -2,13 +2,14 @@
 
 Each asset can: answer with an error status, drop the connection halfway through the
 body (the first time only), ignore Range requests, serve a different body than the
-real one, or omit Content-Length. Every request's path and headers are recorded.
+real one, omit Content-Length, or trickle its body (so a client can be killed mid-download). Every request's path and headers are recorded.
 """
 from __future__ import annotations
 
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -30,6 +31,7 @@ class Asset:
     served_body: Optional[bytes] = None  # sent instead of ``body`` (wrong or truncated content)
     send_length: bool = True
     dropped: bool = False
+    trickle: Optional[int] = None  # send the body this many bytes at a time, 50 ms apart
 
 
 class AssetServer:
@@ -108,7 +110,11 @@ def _handler_for(server: AssetServer) -> type:
                 self.connection.shutdown(socket.SHUT_WR)  # the client sees the body end early
                 self.close_connection = True
                 return
-            self.wfile.write(body)
+            step = asset.trickle if asset is not None and asset.trickle else len(body) or 1
+            for start in range(0, len(body), step):
+                if start:
+                    time.sleep(0.05)
+                self.wfile.write(body[start:start + step])
 
     return Handler
 

@@ -55,8 +55,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_unknown_target_suggests_the_closest():
-    with pytest.raises(ConfigError, match="unknown target 'synthetic-0.8.3'.*Did you mean 'synthetic-0.8.2'"):
-        load_target("synthetic-0.8.3")
+    with pytest.raises(ConfigError, match="unknown target 'synthtic-0.8.2'.*Did you mean 'synthetic-0.8.2'"):
+        load_target("synthtic-0.8.2")
 
 
 def test_typo_key_names_file_and_key(tmp_path):
@@ -130,3 +130,52 @@ def test_layout_paths():
     assert layout.ir_xml == Path("/a/t/ir/output_graph.xml")
     assert layout.ir_bin == Path("/a/t/ir/output_graph.bin")
     assert layout.checkpoint_dir == Path("/a/t/checkpoint")
+
+
+def test_version_swap_targets_share_images_and_change_only_what_they_name():
+    base = load_target("synthetic-0.8.2")
+    ov2022 = load_target("synthetic-0.8.2-ov2022.3")
+    tf152 = load_target("synthetic-0.8.2-tf1.15.2")
+    assert ov2022.freeze_image == base.freeze_image and ov2022.convert_image.name == "convert-ov2022.3"
+    assert tf152.convert_image == base.convert_image and tf152.freeze_image.name == "freeze-tf1.15.2"
+    assert ov2022.mo_arguments() == base.mo_arguments() == tf152.mo_arguments()
+
+
+def test_converter_and_exporter_defaults_and_choices():
+    assert load_target("synthetic-0.8.2").convert_image.converter == "mo"
+    assert load_target("synthetic-0.8.2").freeze_image.converter is None
+    assert load_target("synthetic-0.8.2").exporter == "builtin"
+    assert load_target("synthetic-0.8.2-notf").convert_image.converter == "tf-frontend"
+    coqui = load_target("coqui-stt-1.4.0")
+    assert coqui.exporter == "coqui-stt" and coqui.release.checkpoint_url is None and coqui.checkpoint == "synthetic"
+
+
+def test_ir_inputs_and_outputs_are_the_mo_cut():
+    target = load_target("synthetic-small")
+    assert target.ir_inputs() == {"input_node": (1, 16, 19, 26), "previous_state_h": (1, 64), "previous_state_c": (1, 64)}
+    args = target.mo_arguments()
+    assert args[args.index("--output") + 1] == ",".join(target.ir_outputs())
+
+
+@pytest.mark.parametrize("text, key", [
+    ('\n[targets.x]\nextends = "synthetic-0.8.2"\nexporter = "tflite"\n', "targets.x.exporter"),
+    ('\n[images.x]\nstage = "freeze"\ndockerfile = "D"\nbase_image = "b"\npython = "3.7"\nlock = "l.txt"\nconverter = "mo"\n',
+     "images.x.converter"),
+    ('\n[images.x]\nstage = "convert"\ndockerfile = "D"\nbase_image = "b"\npython = "3.7"\nlock = "l.txt"\nconverter = "ovc"\n',
+     "images.x.converter"),
+    ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\ncheckpoint = "release"\n', "targets.x.checkpoint"),
+])
+def test_bad_exporter_converter_or_checkpoint_source_names_the_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as excinfo:
+        TargetsFile.load(_write(tmp_path, text))
+    assert excinfo.value.key == key
+
+
+def test_matrix_lists_defined_targets(tmp_path):
+    assert "synthetic-0.8.2-ov2022.3" in TargetsFile.load().matrix
+    text = (config.project_root() / "targets.toml").read_text().replace('"synthetic-0.8.2",', '"synthetic-0.8.9",', 1)
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="'synthetic-0.8.9' is not a target") as excinfo:
+        TargetsFile.load(path)
+    assert excinfo.value.key == "matrix"

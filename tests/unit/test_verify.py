@@ -66,6 +66,7 @@ def test_tolerances():
     assert verify.tolerance_for("FP32", "f32") == 1e-5
     assert verify.tolerance_for("FP16", "f32") > verify.tolerance_for("FP32", "f32")
     assert verify.tolerance_for("FP32", "bf16") >= 1e-2
+    assert verify.tolerance_for("FP32", "f32", "int8") is None and verify.within(5.0, None)
 
 
 def test_random_inputs_are_seeded():

@@ -1,0 +1,572 @@
+"""Benchmarks: how fast each engine runs the network, next to what the memory bus allows.
+
+DeepSpeech's LSTM multiplies ``[x, h]`` by its whole kernel, ``(2*n_hidden) x (4*n_hidden)``
+floats (134 MB at f32 for the release), at every time step. That is far more than any
+cache holds, so a window cannot be computed faster than the bytes of weights it streams
+(the kernel once per step, the dense layers once per window) divided by the memory
+bandwidth: the *bound* every engine's time is divided by.
+
+The parts, by where they run:
+
+- ``python -m ds2ir bench-*`` (registered in cli.py) run in the stage containers: each
+  engine streams one real utterance window by window with the state carried and writes a
+  JSON result under ``artifacts/bench/results/``; ``bench-memory`` measures bandwidth;
+  ``bench-plot`` draws the chart (matplotlib is in the convert image only).
+- :class:`Bench` (``invoke bench``) builds, runs those containers, times builds and
+  writes ``artifacts/bench/results.{json,md}``.
+- Statistics, the bound and the tables are pure functions, unit-tested; the timings
+  themselves are figures, never tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ds2ir import atomic
+from ds2ir.config import Architecture, ArtifactLayout, Target, TargetsFile
+from ds2ir.errors import Ds2irError, MissingInputError
+
+if TYPE_CHECKING:  # the host side only; containers never import the build machinery
+    from ds2ir.build import Builder
+
+BENCH_DIR = "bench"
+#: bytes one weight takes at the precision an engine computes in
+WEIGHT_BYTES = {"f32": 4, "bf16": 2, "f16": 2}
+#: working set of the bandwidth sweep: 8x a 32 MB L3, so every pass goes to DRAM
+BANDWIDTH_BYTES = 256 << 20
+BANDWIDTH_REPEAT = 100
+#: the row the ratios are about: the IR as `invoke transcribe` and `invoke verify` run it
+IR_KEY = "ir-fp32-f32"
+
+
+def bench_dir(artifacts: Path) -> Path:
+    """``artifacts/bench``: inputs, per-engine results, tables and chart (not a target)."""
+    return artifacts / BENCH_DIR
+
+
+# -- pure: statistics, bound, tables -------------------------------------------
+
+
+class Stats(NamedTuple):
+    """Summary of repeated timings (seconds); median and p90 as numpy computes them."""
+
+    median: float
+    p90: float
+    min: float
+    n: int
+
+
+def stats(samples: Sequence[float]) -> Stats:
+    if not len(samples):
+        raise ValueError("no samples to summarize")
+    values = np.asarray(samples, dtype=np.float64)
+    return Stats(float(np.median(values)), float(np.percentile(values, 90)), float(values.min()), int(values.size))
+
+
+class WeightTraffic(NamedTuple):
+    """Bytes of weights one window streams from memory."""
+
+    lstm_per_step: int
+    dense_per_window: int
+    n_steps: int
+
+    @property
+    def per_window(self) -> int:
+        return self.n_steps * self.lstm_per_step + self.dense_per_window
+
+
+def weight_traffic(arch: Architecture, n_classes: int, bytes_per_weight: int) -> WeightTraffic:
+    """The LSTM kernel read once per step, the five dense kernels once per window (biases are negligible)."""
+    h = arch.n_hidden
+    dense = arch.window_width * arch.n_input * h + 3 * h * h + h * n_classes  # layers 1, 2, 3, 5, 6
+    return WeightTraffic((2 * h) * (4 * h) * bytes_per_weight, dense * bytes_per_weight, arch.n_steps)
+
+
+def bound_seconds(arch: Architecture, n_classes: int, precision: str, bandwidth: float) -> float:
+    """The least time a window can take at ``bandwidth`` bytes/s with weights held at ``precision``."""
+    return weight_traffic(arch, n_classes, WEIGHT_BYTES[precision]).per_window / bandwidth
+
+
+class Row(NamedTuple):
+    """One engine's line in the table; times in seconds."""
+
+    key: str
+    engine: str
+    precision: str
+    threads: str
+    window: Stats
+    rtf: Stats
+    bound: float
+    peak_rss_mb: float
+    load: float
+    derived: bool  # per-window time is utterance time / windows (the native client has no per-window call)
+
+    @property
+    def x_bound(self) -> Tuple[float, float]:
+        """(median, min) as multiples of the bound."""
+        return self.window.median / self.bound, self.window.min / self.bound
+
+
+def summarize(result: Mapping[str, Any], arch: Architecture, n_classes: int, bandwidth: float) -> Row:
+    """A container's raw result -> its table row."""
+    windows = int(result["windows"])
+    passes = [float(s) for s in result["pass_seconds"]]
+    per_window = result.get("window_seconds")
+    derived = per_window is None
+    samples = [p / windows for p in passes] if per_window is None else [float(s) for s in per_window]
+    precision = str(result["precision"])
+    return Row(
+        key=str(result["key"]), engine=str(result["engine"]), precision=precision, threads=str(result["threads"]),
+        window=stats(samples), rtf=stats([p / float(result["audio_seconds"]) for p in passes]),
+        bound=bound_seconds(arch, n_classes, precision, bandwidth),
+        peak_rss_mb=float(result["peak_rss_mb"]), load=float(result["load"][1]), derived=derived,
+    )
+
+
+def table_order(key: str) -> Tuple[int, str]:
+    """The IR as ds2ir runs it first, then the other IR rows, TensorFlow, the native client."""
+    rank = 0 if key == IR_KEY else 1 if key.startswith("ir-") else 2 if key.startswith("tf-") else 3
+    return rank, key
+
+
+def ratios(rows: Sequence[Row]) -> Dict[str, float]:
+    """The IR (FP32 at f32) against the others: per-window medians, RTF for the native client, and the bound."""
+    by_key = {row.key: row for row in rows}
+    ir = by_key.get(IR_KEY)
+    if ir is None:
+        return {}
+    out = {"IR / bound": ir.x_bound[0]}
+    for row in rows:
+        if row.key.startswith("tf-"):
+            out[f"IR / {row.engine}"] = ir.window.median / row.window.median
+        elif row.key.startswith("native-"):
+            out[f"IR / {row.engine} (RTF)"] = ir.rtf.median / row.rtf.median
+    return out
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f}"
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    """The engines as a markdown table (ms per 16-step window, RTF, multiples of the bound)."""
+    lines = [
+        "| engine | precision used | threads | ms/window median | p90 | min | RTF median | bound ms | x bound median | x bound min | peak RSS MB | load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        mark = " *" if row.derived else ""
+        x_median, x_min = row.x_bound
+        lines.append(
+            f"| {row.engine}{mark} | {row.precision} | {row.threads} | {_ms(row.window.median)} | {_ms(row.window.p90)} "
+            f"| {_ms(row.window.min)} | {row.rtf.median:.3f} | {_ms(row.bound)} | {x_median:.2f} | {x_min:.2f} "
+            f"| {row.peak_rss_mb:.0f} | {row.load:.2f} |"
+        )
+    if any(row.derived for row in rows):
+        lines.append("")
+        lines.append("\\* whole-utterance `stt()` time / windows: includes features and the CTC beam search.")
+    return "\n".join(lines) + "\n"
+
+
+def render_ratios(values: Dict[str, float]) -> str:
+    return "\n".join(f"- {name}: {value:.2f}" for name, value in values.items()) + "\n"
+
+
+def render_build_costs(costs: Dict[str, object]) -> str:
+    """Build costs as a markdown table: what was measured, in seconds or MB."""
+    lines = ["| build cost | value |", "|---|---:|"]
+    for name, value in costs.items():
+        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {name} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def fp16_sibling(targets: TargetsFile, target: Target) -> Optional[Target]:
+    """The target that converts the same checkpoint with --compress_to_fp16 (differs only in ir_precision)."""
+    if target.ir_precision != "FP32":
+        return None
+
+    def essence(candidate: Target) -> Dict[str, object]:
+        data = candidate.fingerprint()
+        for key in ("name", "description", "ir_precision"):
+            data.pop(key)
+        return data
+
+    wanted = essence(target)
+    for name in targets.names:
+        candidate = targets.target(name)
+        if candidate.ir_precision == "FP16" and essence(candidate) == wanted:
+            return candidate
+    return None
+
+
+def cpu_model(cpuinfo: str) -> str:
+    """The 'model name' line of /proc/cpuinfo."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return "unknown"
+
+
+def memory_gib(meminfo: str) -> float:
+    """MemTotal of /proc/meminfo in GiB."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / (1 << 20)
+    raise ValueError("no MemTotal line")
+
+
+# -- containers: timing loops and the bench-* commands ---------------------------
+
+
+class Timings(NamedTuple):
+    window_seconds: List[float]
+    pass_seconds: List[float]
+
+
+def time_stream(model, windows: np.ndarray, state_shape: Tuple[int, ...], repeat: int,  # type: ignore[no-untyped-def]
+                clock: Callable[[], float] = time.perf_counter) -> Timings:
+    """One untimed pass (lazy allocation, first-inference setup), then ``repeat`` timed passes over the
+    utterance, each from a zero state carried from window to window as an application does."""
+    per_window: List[float] = []
+    per_pass: List[float] = []
+    for index in range(repeat + 1):
+        state_c = state_h = np.zeros(state_shape, np.float32)
+        total = 0.0
+        for window in windows:
+            started = clock()
+            _, state_c, state_h = model.step(window, state_c, state_h)
+            elapsed = clock() - started
+            total += elapsed
+            if index:
+                per_window.append(elapsed)
+        if index:
+            per_pass.append(total)
+    return Timings(per_window, per_pass)
+
+
+class Utterance(NamedTuple):
+    windows: np.ndarray
+    samples: np.ndarray
+    audio_seconds: float
+
+
+def load_utterance(artifacts: Path, arch: Architecture) -> Utterance:
+    """The recording the host prepared under bench/inputs."""
+    found = sorted((bench_dir(artifacts) / "inputs").glob("*.npz"))
+    if not found:
+        raise MissingInputError(f"No prepared recording under {bench_dir(artifacts) / 'inputs'}; run 'invoke bench'.")
+    with np.load(str(found[0])) as data:
+        samples = data["samples"]
+        return Utterance(data["windows"], samples, len(samples) / arch.sample_rate)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def _write_result(artifacts: Path, result: Dict[str, object], load_before: float) -> None:
+    """Add what every engine reports (peak RSS of this process, load) and write results/<key>.json."""
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result["load"] = [load_before, os.getloadavg()[0]]
+    result["cores"] = _cores()
+    atomic.write_json(bench_dir(artifacts) / "results" / f"{result['key']}.json", result)
+    print(json.dumps({key: result[key] for key in ("key", "precision", "threads", "peak_rss_mb", "load")}))
+
+
+def _stream_result(key: str, engine: str, utterance: Utterance, timings: Timings, **extra: object) -> Dict[str, object]:
+    return {"key": key, "engine": engine, "windows": int(len(utterance.windows)), "audio_seconds": utterance.audio_seconds,
+            "window_seconds": timings.window_seconds, "pass_seconds": timings.pass_seconds, **extra}
+
+
+def bench_ir(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+    """Time the IR per window at an inference precision ('default': the plugin's choice) (convert image)."""
+    from ds2ir.ov_runtime import OVStreamingModel, openvino_version
+
+    load = os.getloadavg()[0]
+    utterance = load_utterance(layout.root, target.architecture)
+    model = OVStreamingModel(layout.ir_xml, precision=None if args.precision == "default" else args.precision,
+                             pin_threads=args.pin_threads)
+    timings = time_stream(model, utterance.windows, target.architecture.state_shape, args.repeat)
+    used = model.settings()
+    version = openvino_version().split("-")[0]
+    pinned = ("-pinned", ", pinned threads") if args.pin_threads else ("", "")
+    result = _stream_result(f"ir-{target.ir_precision.lower()}-{args.precision}{pinned[0]}",
+                            f"OpenVINO {version} {target.ir_precision} IR, {args.precision} hint{pinned[1]}", utterance, timings,
+                            precision=used["INFERENCE_PRECISION_HINT"], threads=used["INFERENCE_NUM_THREADS"],
+                            settings=used)
+    _write_result(layout.root, result, load)
+
+
+def bench_tf(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+    """Time the frozen graph per window with TensorFlow on all cores (freeze image: TF 1.15; convert image: TF 2)."""
+    import tensorflow
+
+    from ds2ir.tf_runtime import TFStreamingModel
+
+    load = os.getloadavg()[0]
+    utterance = load_utterance(layout.root, target.architecture)
+    threads = _cores()
+    model = TFStreamingModel(layout.frozen_graph, target.architecture.n_steps, threads=threads)
+    try:
+        timings = time_stream(model, utterance.windows, target.architecture.state_shape, args.repeat)
+    finally:
+        model.close()
+    version = tensorflow.__version__
+    result = _stream_result(f"tf-{version}", f"TensorFlow {version} frozen graph", utterance, timings,
+                            precision="f32", threads=threads)
+    _write_result(layout.root, result, load)
+
+
+def bench_native(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+    """Time DeepSpeech's native client on output_graph.pb over the whole utterance (freeze image)."""
+    try:
+        import deepspeech
+    except ImportError:
+        raise Ds2irError("The deepspeech package is not in this image; it is pinned in locks/freeze-tf1.15.5.in: "
+                         "run 'invoke lock' and rebuild the images.") from None
+    load = os.getloadavg()[0]
+    utterance = load_utterance(layout.root, target.architecture)
+    pcm = np.clip(np.round(utterance.samples.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
+    model = deepspeech.Model(str(layout.frozen_graph))
+    passes = []
+    for index in range(args.repeat + 1):  # the first call builds TF's executors: untimed, as for the others
+        started = time.perf_counter()
+        model.stt(pcm)
+        if index:
+            passes.append(time.perf_counter() - started)
+    version = deepspeech.version()
+    result = {"key": f"native-{version}", "engine": f"deepspeech {version} native client",
+              "windows": int(len(utterance.windows)), "audio_seconds": utterance.audio_seconds, "pass_seconds": passes,
+              "precision": "f32", "threads": f"{_cores()} (TF default)", "beam_width": int(model.beamWidth())}
+    _write_result(layout.root, result, load)
+
+
+def _best_rate(kernel: Callable[[int, int], object], n_items: int, threads: int, repeat: int) -> float:
+    """Fewest seconds for ``kernel`` over [0, n_items) split across ``threads`` (numpy releases the GIL)."""
+    edges = np.linspace(0, n_items, threads + 1).astype(int)
+    best = float("inf")
+    for _ in range(repeat):
+        workers = [threading.Thread(target=kernel, args=(int(lo), int(hi))) for lo, hi in zip(edges[:-1], edges[1:])]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def measure_bandwidth(n_bytes: int = BANDWIDTH_BYTES, repeat: int = BANDWIDTH_REPEAT) -> Dict[str, Dict[str, float]]:
+    """Best-of-``repeat`` GB/s of a STREAM copy (2 bytes moved per byte copied) and of a read-only
+    sweep (what weight streaming does), on 1 thread and on every core."""
+    source = np.ones(n_bytes // 8, np.uint64)
+    target = np.zeros_like(source)
+
+    def copy(lo: int, hi: int) -> None:
+        np.copyto(target[lo:hi], source[lo:hi])
+
+    def read(lo: int, hi: int) -> None:
+        np.bitwise_or.reduce(source[lo:hi])
+
+    out: Dict[str, Dict[str, float]] = {"copy": {}, "read": {}}
+    for threads in sorted({1, _cores()}):
+        out["copy"][str(threads)] = 2 * n_bytes / _best_rate(copy, source.size, threads, repeat) / 1e9
+        out["read"][str(threads)] = n_bytes / _best_rate(read, source.size, threads, repeat) / 1e9
+    return out
+
+
+def bench_memory(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+    """Measure memory bandwidth with numpy (convert image)."""
+    load = os.getloadavg()[0]
+    result: Dict[str, object] = {"key": "memory", "bandwidth_gb_s": measure_bandwidth(), "precision": "-", "threads": _cores()}
+    _write_result(layout.root, result, load)
+
+
+def bench_plot(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+    """Draw artifacts/bench/bench.png from results.json (convert image: matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = bench_dir(layout.root)
+    data = json.loads((directory / "results.json").read_text())
+    rows = data["rows"]
+    labels = ["\n".join(textwrap.wrap(row["engine"], 22)) + f"\n({row['precision']} used){' *' if row['derived'] else ''}"
+              for row in rows]
+    medians = [row["window"]["median"] * 1e3 for row in rows]
+    p90 = [row["window"]["p90"] * 1e3 for row in rows]
+    minimum = [row["window"]["min"] * 1e3 for row in rows]
+    figure, axis = plt.subplots(figsize=(12, 5))
+    positions = np.arange(len(rows))
+    axis.bar(positions, medians, color="tab:blue", label="median")
+    axis.errorbar(positions, medians, yerr=[np.subtract(medians, minimum), np.subtract(p90, medians)], fmt="none",
+                  ecolor="black", capsize=4, label="min .. p90")
+    bounds = {"f32": data["bound_ms"]["f32"], "bf16": data["bound_ms"]["bf16"]}
+    for precision, style in (("f32", "--"), ("bf16", ":")):
+        axis.axhline(bounds[precision], color="tab:red", linestyle=style,
+                     label=f"bound, {precision} weights ({bounds[precision]:.0f} ms)")
+    axis.set_xticks(positions)
+    axis.set_xticklabels(labels, fontsize=8)
+    arch = target.architecture
+    axis.set_ylabel(f"ms per {arch.n_steps}-step window ({arch.n_steps * arch.feature_win_step_ms} ms of audio)")
+    axis.set_title(f"DeepSpeech {target.name}: inference per window, {data['machine']['cpu']}, "
+                   f"{data['machine']['cores']} cores, {data['bandwidth_gb_s']:.1f} GB/s")
+    axis.legend(fontsize=8)
+    if any(row["derived"] for row in rows):
+        figure.text(0.01, 0.01, "* whole-utterance stt() time / windows (features and beam search included)", fontsize=7)
+    figure.tight_layout()
+    with atomic.atomic_path(directory / "bench.png") as tmp:
+        figure.savefig(str(tmp), format="png", dpi=90)
+    plt.close(figure)
+    print(directory / "bench.png")
+
+
+# -- host: invoke bench --------------------------------------------------------------
+
+
+class Engine(NamedTuple):
+    """One container run: which target's artifacts, which image, which command."""
+
+    builder: "Builder"
+    image: str  # "freeze" or "convert"
+    command: str
+    extra: Tuple[str, ...] = ()
+
+
+class Bench:
+    """`invoke bench`: build, time every engine in its container, time builds, write the tables."""
+
+    def __init__(self, builder: "Builder", *, fp16: Optional["Builder"], audio: Path, repeat: int, cold: bool):
+        self.builder = builder
+        self.fp16 = fp16
+        self.audio = audio
+        self.repeat = repeat
+        self.cold = cold
+        self.directory = bench_dir(builder.artifacts)
+        self.say = builder.say
+
+    def run(self) -> Path:
+        """Everything in one run; returns artifacts/bench/results.md."""
+        from ds2ir.build import prepare_recordings
+
+        if not self.fp16:
+            self.say(f"[{self.builder.target.name}] no target differs from it only by ir_precision = \"FP16\" in "
+                     f"targets.toml: the FP16 IR is not benchmarked")
+        builders = [self.builder] + ([self.fp16] if self.fp16 else [])
+        for builder in builders:
+            builder.build()
+        prepare_recordings([self.audio], self.directory / "inputs", self.builder.target.architecture)
+        shutil.rmtree(self.directory / "results", ignore_errors=True)
+        for engine in self._engines():
+            self._container(engine)
+        costs = self.build_costs()
+        return self._report(costs)
+
+    def _engines(self) -> List[Engine]:
+        repeat = ("--repeat", str(self.repeat))
+        engines = [
+            Engine(self.builder, "convert", "bench-memory"),
+            Engine(self.builder, "convert", "bench-ir", ("--precision", "f32") + repeat),
+            Engine(self.builder, "convert", "bench-ir", ("--precision", "f32", "--pin-threads") + repeat),
+            Engine(self.builder, "convert", "bench-ir", ("--precision", "default") + repeat),
+        ]
+        if self.fp16:
+            engines.append(Engine(self.fp16, "convert", "bench-ir", ("--precision", "f32") + repeat))
+        return engines + [
+            Engine(self.builder, "freeze", "bench-tf", repeat),
+            Engine(self.builder, "convert", "bench-tf", repeat),
+            Engine(self.builder, "freeze", "bench-native", repeat),
+        ]
+
+    def _container(self, engine: Engine, capture: bool = False) -> str:
+        from ds2ir.config import targets_file
+
+        builder = engine.builder
+        return builder.docker.run_stage(
+            step=engine.command, image=builder.images()[engine.image],
+            args=[engine.command, "--target", builder.target.name, *engine.extra],
+            artifacts=builder.artifacts, targets=targets_file(), capture=capture,
+        )
+
+    def build_costs(self) -> Dict[str, object]:
+        """Warm rebuild from an empty artifacts directory (what `invoke clean` leaves), no-op rebuild,
+        per-stage seconds, image sizes; cold no-cache image builds with --cold."""
+        from ds2ir.build import Builder
+
+        docker = self.builder.docker
+        costs: Dict[str, object] = {}
+        if self.cold:
+            costs.update(self._cold_builds())
+        scratch = self.directory / "rebuild"
+        shutil.rmtree(scratch, ignore_errors=True)
+        rebuild = Builder(self.builder.target, project=self.builder.project, artifacts=scratch, docker=docker)
+        rebuild.images()  # untimed: images are warm by definition (another engineer's edit may need new ones)
+        for label in ("warm rebuild after clean, s", "no-op rebuild, s"):
+            started = time.monotonic()
+            rebuild.build()
+            costs[label] = time.monotonic() - started
+        for stamp in sorted(rebuild.layout.stamps_dir.glob("*.json")):
+            costs[f"stage {stamp.stem}, s"] = float(json.loads(stamp.read_text())["seconds"])
+        shutil.rmtree(scratch)
+        for stage, tag in self.builder.images().items():
+            costs[f"{stage} image size, MB"] = docker.image_size(tag) / 1e6
+        return costs
+
+    def _cold_builds(self) -> Dict[str, object]:
+        """Each stage image built with --no-cache under a tag of its own, timed, then that tag removed."""
+        docker = self.builder.docker
+        costs: Dict[str, object] = {}
+        for spec in (self.builder.target.freeze_image, self.builder.target.convert_image):
+            tag = f"ds2ir-bench/{spec.name}:cold"
+            started = time.monotonic()
+            docker.build_stage_image(spec, self.builder.project, tag, no_cache=True)
+            costs[f"cold {spec.stage} image build (--no-cache), s"] = time.monotonic() - started
+            docker.runner.run([docker.executable, "image", "rm", tag], step="remove cold image", quiet=True)
+        return costs
+
+    def _report(self, costs: Dict[str, object]) -> Path:
+        arch, n_classes = self.builder.target.architecture, self.builder.target.n_classes
+        raw = {path.stem: json.loads(path.read_text()) for path in sorted((self.directory / "results").glob("*.json"))}
+        memory = raw.pop("memory")
+        measured = memory["bandwidth_gb_s"]
+        bandwidth = max(value for kind in measured.values() for value in kind.values()) * 1e9
+        rows = [summarize(raw[key], arch, n_classes, bandwidth) for key in sorted(raw, key=table_order)]
+        machine = {"cpu": cpu_model(Path("/proc/cpuinfo").read_text()), "cores": os.cpu_count(),
+                   "memory_gib": round(memory_gib(Path("/proc/meminfo").read_text()), 1),
+                   "load_at_start": float(memory["load"][0])}
+        frozen = [b.output_hashes().get("frozen/output_graph.pb") for b in (self.builder, self.fp16) if b]
+        data = {
+            "target": self.builder.target.name, "audio": str(self.audio), "repeat": self.repeat, "machine": machine,
+            "bandwidth_gb_s": bandwidth / 1e9, "bandwidth_measured_gb_s": measured,
+            "bound_ms": {p: bound_seconds(arch, n_classes, p, bandwidth) * 1e3 for p in ("f32", "bf16")},
+            "weight_traffic_bytes": weight_traffic(arch, n_classes, WEIGHT_BYTES["f32"])._asdict(),
+            "fp16_same_frozen_graph": len(set(frozen)) == 1 if len(frozen) == 2 else None,
+            "rows": [dict(row._asdict(), window=row.window._asdict(), rtf=row.rtf._asdict()) for row in rows],
+            "ratios": ratios(rows), "build_costs": costs, "raw": raw,
+        }
+        atomic.write_json(self.directory / "results.json", data)
+        self._container(Engine(self.builder, "convert", "bench-plot"))
+        text = (
+            f"# ds2ir bench: {self.builder.target.name}\n\n"
+            f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; load average "
+            f"{machine['load_at_start']:.2f} at the start. Audio: {self.audio.name}, "
+            f"{rows[0].rtf.n if rows else 0} timed passes.\n\n"
+            f"Memory bandwidth (best of {BANDWIDTH_REPEAT}, GB/s, by thread count): copy {measured['copy']}, "
+            f"read {measured['read']}; the bound uses {bandwidth / 1e9:.1f} GB/s: "
+            f"{data['bound_ms']['f32']:.1f} ms per window with f32 weights, {data['bound_ms']['bf16']:.1f} ms with bf16.\n\n"
+            + render_table(rows) + "\n" + render_ratios(data["ratios"]) + "\n" + render_build_costs(costs)
+        )
+        atomic.write_bytes(self.directory / "results.md", text.encode("utf-8"))
+        return self.directory / "results.md"

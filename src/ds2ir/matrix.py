@@ -1,0 +1,176 @@
+"""`invoke matrix`: build a set of targets, one cell each, and tabulate what they prove.
+
+Each cell is one full build (checkpoint -> frozen graph -> IR -> IR-vs-TF check); a failing
+cell is recorded with its error and the others still build. After the builds, every IR is
+loaded and compiled in every convert image that took part (the load matrix: which
+OpenVINO runtime reads which converter's IR). The table goes to the terminal and, as
+markdown and JSON, to ``<artifacts>/matrix/``. Everything a cell reports is read back
+from the build's own records (manifest.json, check/report.json), not measured twice.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ds2ir import atomic
+from ds2ir.build import Builder
+from ds2ir.config import ArtifactLayout, ImageSpec, Target, targets_file
+from ds2ir.docker import Docker
+from ds2ir.errors import CommandError, Ds2irError
+
+MATRIX_DIR = "matrix"
+#: the packages whose versions a cell shows, by image stage
+VERSION_PACKAGES = {"freeze": ("tensorflow", "coqui-stt-training"), "convert": ("openvino", "openvino-dev")}
+
+
+@dataclass
+class Cell:
+    """One target's build: its versions, images, time, output hashes and IR-vs-TF error."""
+
+    target: str
+    passed: bool = False
+    error: str = ""
+    exporter: str = ""
+    converter: str = ""
+    ir_precision: str = ""
+    versions: Dict[str, str] = field(default_factory=dict)
+    image_tags: Dict[str, str] = field(default_factory=dict)
+    image_bytes: Dict[str, int] = field(default_factory=dict)
+    run_seconds: float = 0.0
+    stage_seconds: float = 0.0
+    hashes: Dict[str, str] = field(default_factory=dict)
+    check: Dict[str, object] = field(default_factory=dict)
+
+
+BuilderFactory = Callable[[Target], Builder]
+
+
+def build_cell(target: Target, builder: Builder, docker: Docker) -> Cell:
+    """Build one target; never raises a ds2ir error: a failure becomes the cell's error."""
+    cell = Cell(target.name, exporter=target.exporter, converter=str(target.convert_image.converter),
+                ir_precision=target.ir_precision)
+    cell.versions = {"freeze python": target.freeze_image.python, "convert python": target.convert_image.python}
+    started = time.monotonic()
+    try:
+        builder.build()
+    except CommandError as exc:
+        cell.error = f"{exc.step} failed: {_failure_line(exc.log_tail)}"
+    except Ds2irError as exc:
+        cell.error = _failure_line(str(exc))
+    cell.run_seconds = round(time.monotonic() - started, 1)
+    _read_records(cell, builder.layout, docker)
+    cell.passed = not cell.error and cell.check.get("passed") is True
+    return cell
+
+
+def _read_records(cell: Cell, layout: ArtifactLayout, docker: Docker) -> None:
+    """Fill a cell from the build's manifest and check report, as far as they exist."""
+    manifest_path = layout.target_dir / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        for stage, image in manifest.get("images", {}).items():
+            packages = dict(line.split("==", 1) for line in image.get("packages", []))
+            for name in VERSION_PACKAGES.get(stage, ()):
+                if name in packages:
+                    cell.versions[name] = packages[name]
+            cell.image_tags[stage] = image["tag"]
+            if docker.image_id(image["tag"]):
+                cell.image_bytes[stage] = docker.image_size(image["tag"])
+        cell.stage_seconds = round(sum(float(s.get("seconds") or 0) for s in manifest.get("stages", {}).values()), 1)
+        cell.hashes = dict(manifest.get("outputs", {}))
+    report_path = layout.check_dir / "report.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text())
+        cell.check = {key: report.get(key) for key in ("max_abs", "max_scaled", "tolerance", "passed")}
+
+
+def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Docker, artifacts: Path,
+                project: Path) -> Dict[str, Dict[str, str]]:
+    """runtime image -> IR's target -> "ok" or why it fails: each built IR compiled in each convert image."""
+    with_ir = [cell.target for cell in cells if ArtifactLayout(artifacts, cell.target).ir_xml.is_file()]
+    runtimes: Dict[str, ImageSpec] = {}
+    for cell in cells:
+        if "convert" in cell.image_tags:
+            runtimes.setdefault(targets[cell.target].convert_image.name, targets[cell.target].convert_image)
+    loads: Dict[str, Dict[str, str]] = {}
+    for name, spec in sorted(runtimes.items()):
+        image = docker.ensure_stage_image(spec, project)
+        loads[name] = {}
+        for target in with_ir:
+            try:
+                docker.run_stage(step="inspect-ir", image=image, args=["inspect-ir", "--compile", "--target", target],
+                                 artifacts=artifacts, targets=targets_file(), capture=True)
+                loads[name][target] = "ok"
+            except Ds2irError as exc:
+                loads[name][target] = _failure_line(str(exc))
+    return loads
+
+
+def _failure_line(message: str) -> str:
+    """The most telling line of a failed load: the runtime's own exception, else the last line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Exception" in line or "Error" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else "failed"
+
+
+def run(targets: Sequence[Target], *, make_builder: BuilderFactory, docker: Docker, artifacts: Path,
+        project: Path) -> Dict[str, object]:
+    """Build every target, then the load matrix; write matrix.{md,json}; return the JSON's content."""
+    cells = []
+    for target in targets:
+        docker.runner.say(f"[matrix] {target.name}")
+        cells.append(build_cell(target, make_builder(target), docker))
+    loads = load_matrix(cells, {t.name: t for t in targets}, docker=docker, artifacts=artifacts, project=project)
+    result: Dict[str, object] = {"passed": all(cell.passed for cell in cells), "cells": [asdict(c) for c in cells],
+                                 "loads": loads}
+    out = artifacts / MATRIX_DIR
+    atomic.write_json(out / "matrix.json", result)
+    atomic.write_bytes(out / "matrix.md", render_markdown(cells, loads).encode("utf-8"))
+    return result
+
+
+def _short(digest: Optional[str]) -> str:
+    return digest[:12] if digest else "-"
+
+
+def _gb(cell: Cell, stage: str) -> str:
+    size = cell.image_bytes.get(stage)
+    return f"{size / 1e9:.2f}" if size else "-"
+
+
+def _number(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else "-"
+
+
+def render_markdown(cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -> str:
+    """The cells table, then the load matrix (rows: IRs, columns: runtimes)."""
+    rows = ["| target | TF (freeze py) | exporter | OpenVINO (convert py) | converter | IR | images GB (freeze / convert) "
+            "| stages s | run s | frozen sha256 | xml sha256 | bin sha256 | max abs Δ | max scaled Δ | tolerance | result |",
+            "|" + "---|" * 16]
+    for c in cells:
+        tf = c.versions.get("tensorflow", "-") + (f" + coqui {c.versions['coqui-stt-training']}" if "coqui-stt-training" in c.versions else "")
+        ov = c.versions.get("openvino", "-")
+        result = "pass" if c.passed else f"FAIL: {c.error or 'check failed'}".replace("|", "\\|")
+        rows.append(
+            f"| {c.target} | {tf} ({c.versions.get('freeze python', '-')}) | {c.exporter} | {ov} ({c.versions.get('convert python', '-')}) "
+            f"| {c.converter} | {c.ir_precision} | {_gb(c, 'freeze')} / {_gb(c, 'convert')} | {c.stage_seconds:g} | {c.run_seconds:g} "
+            f"| {_short(c.hashes.get('frozen/output_graph.pb'))} | {_short(c.hashes.get('ir/output_graph.xml'))} "
+            f"| {_short(c.hashes.get('ir/output_graph.bin'))} | {_number(c.check.get('max_abs'))} | {_number(c.check.get('max_scaled'))} "
+            f"| {_number(c.check.get('tolerance'))} | {result} |"
+        )
+    lines = ["## Cells", "", *rows, ""]
+    if loads:
+        runtimes = sorted(loads)
+        irs = sorted({target for per_runtime in loads.values() for target in per_runtime})
+        lines += ["## Loads: each IR compiled for CPU in each convert image", "",
+                  "| IR of \\ runtime | " + " | ".join(runtimes) + " |", "|---|" + "---|" * len(runtimes)]
+        for target in irs:
+            entries = [loads[runtime].get(target, "-").replace("|", "\\|") for runtime in runtimes]
+            lines.append(f"| {target} | " + " | ".join(entries) + " |")
+        lines.append("")
+    return "\n".join(lines)

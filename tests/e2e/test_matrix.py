@@ -1,0 +1,52 @@
+"""`invoke matrix` on a small cell set: OpenVINO 2022.3 LTS and TensorFlow 1.15.2, n_hidden 64.
+
+The full matrix (every target in targets.toml's `matrix`) stays a task: docs/matrix.md.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.helpers import invoke
+
+CELLS = ("synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    artifacts = tmp_path_factory.mktemp("matrix")
+    args = [arg for cell in CELLS for arg in ("--targets", cell)]
+    result = invoke("matrix", *args, "--artifacts", str(artifacts))
+    return {"output": result.stdout, "json": json.loads((artifacts / "matrix" / "matrix.json").read_text()),
+            "markdown": (artifacts / "matrix" / "matrix.md").read_text()}
+
+
+def test_every_cell_builds_and_passes_the_check(matrix):
+    cells = {cell["target"]: cell for cell in matrix["json"]["cells"]}
+    assert matrix["json"]["passed"] is True and sorted(cells) == sorted(CELLS)
+    for cell in cells.values():
+        assert cell["passed"] and cell["error"] == ""
+        assert cell["check"]["max_abs"] <= 1e-5 and cell["check"]["passed"] is True
+        assert set(cell["hashes"]) == {"frozen/output_graph.pb", "ir/output_graph.xml", "ir/output_graph.bin"}
+        assert cell["image_bytes"]["freeze"] > 0 and cell["image_bytes"]["convert"] > 0
+
+
+def test_cells_report_the_swapped_versions(matrix):
+    cells = {cell["target"]: cell for cell in matrix["json"]["cells"]}
+    assert cells["synthetic-small-ov2022.3"]["versions"]["openvino"] == "2022.3.2"
+    assert cells["synthetic-small-ov2022.3"]["versions"]["convert python"] == "3.10"
+    assert cells["synthetic-small-tf1.15.2"]["versions"]["tensorflow"] == "1.15.2"
+    assert cells["synthetic-small-tf1.15.2"]["versions"]["openvino"] == "2024.6.0"
+
+
+def test_the_table_is_printed_and_written(matrix):
+    for cell in CELLS:
+        assert f"| {cell} |" in matrix["markdown"] and f"| {cell} |" in matrix["output"]
+    assert "| IR of \\ runtime | convert-ov2022.3 | convert-ov2024.6 |" in matrix["markdown"]
+
+
+def test_each_runtime_loads_the_other_converters_ir(matrix):
+    """docs/compatibility.md: 2022.3 LTS compiles 2024.6's IR of this model, and vice versa."""
+    loads = matrix["json"]["loads"]
+    assert loads == {runtime: {cell: "ok" for cell in CELLS} for runtime in ("convert-ov2022.3", "convert-ov2024.6")}

@@ -1,0 +1,189 @@
+"""The pure parts of the benchmarks: statistics, the bandwidth bound, tables. Timings are not tested."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ds2ir import bench
+from ds2ir.config import Architecture, TargetsFile
+
+RELEASE = Architecture()  # n_hidden 2048, 16 steps, 19 x 26 window
+N_CLASSES = 29
+
+TARGETS = """
+default_target = "base"
+
+[images.freeze]
+stage = "freeze"
+dockerfile = "Dockerfile.freeze"
+base_image = "python:3.7-slim"
+python = "3.7"
+lock = "locks/freeze.txt"
+
+[images.convert]
+stage = "convert"
+dockerfile = "Dockerfile.convert"
+base_image = "python:3.11-slim"
+python = "3.11"
+lock = "locks/convert.txt"
+
+[releases."0.8.2"]
+graph_version = 6
+checkpoint_url = "https://example.invalid/checkpoint.tar.gz"
+source_url = "https://example.invalid/source.tar.gz"
+n_hidden = 2048
+
+[targets.base]
+release = "0.8.2"
+checkpoint = "synthetic"
+seed = 82
+freeze_image = "freeze"
+convert_image = "convert"
+ir_precision = "FP32"
+
+[targets.base-half]
+description = "only the IR precision differs"
+extends = "base"
+ir_precision = "FP16"
+
+[targets.small]
+extends = "base"
+n_hidden = 64
+
+[targets.other-seed-half]
+extends = "base"
+seed = 1
+ir_precision = "FP16"
+"""
+
+
+@pytest.fixture()
+def targets(tmp_path: Path) -> TargetsFile:
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGETS)
+    return TargetsFile.load(path)
+
+
+def stream_result(key: str, window_ms: list, **extra: object) -> dict:
+    return {"key": key, "engine": key, "windows": 2, "audio_seconds": 0.64, "precision": "f32", "threads": 2,
+            "window_seconds": [ms / 1e3 for ms in window_ms],
+            "pass_seconds": [sum(window_ms[i:i + 2]) / 1e3 for i in range(0, len(window_ms), 2)],
+            "peak_rss_mb": 500.0, "load": [1.0, 1.5], **extra}
+
+
+def test_stats_are_median_p90_and_min():
+    summary = bench.stats([5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    assert summary == bench.Stats(median=5.5, p90=pytest.approx(9.1), min=1.0, n=10)
+
+
+def test_stats_of_nothing_is_an_error():
+    with pytest.raises(ValueError):
+        bench.stats([])
+
+
+def test_weight_traffic_of_the_release_architecture():
+    traffic = bench.weight_traffic(RELEASE, N_CLASSES, 4)
+    assert traffic.lstm_per_step == 4096 * 8192 * 4  # the (2h) x (4h) kernel, 134 MB
+    assert traffic.dense_per_window == (494 * 2048 + 3 * 2048 * 2048 + 2048 * 29) * 4
+    assert traffic.per_window == 16 * traffic.lstm_per_step + traffic.dense_per_window
+    assert traffic.per_window == pytest.approx(2.2e9, rel=0.01)
+
+
+def test_bound_is_bytes_over_bandwidth_and_halves_with_bf16_weights():
+    f32 = bench.bound_seconds(RELEASE, N_CLASSES, "f32", 20e9)
+    assert f32 == pytest.approx(bench.weight_traffic(RELEASE, N_CLASSES, 4).per_window / 20e9)
+    assert bench.bound_seconds(RELEASE, N_CLASSES, "bf16", 20e9) == pytest.approx(f32 / 2)
+
+
+class Clock:
+    """A fake clock: each reading is one second after the previous one."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+class Summing:
+    """A streaming model whose state counts the windows it saw since the last zero state."""
+
+    def step(self, window, state_c, state_h):
+        return None, state_c + 1, state_h + window.sum()
+
+
+def test_time_stream_skips_a_warm_up_pass_and_carries_the_state():
+    seen = []
+
+    class Recording(Summing):
+        def step(self, window, state_c, state_h):
+            seen.append(float(state_c[0, 0]))
+            return super().step(window, state_c, state_h)
+
+    windows = np.ones((3, 1, 2), np.float32)
+    timings = bench.time_stream(Recording(), windows, (1, 4), repeat=2, clock=Clock())
+    assert timings.window_seconds == [1.0] * 6  # 2 timed passes x 3 windows, one clock tick each
+    assert timings.pass_seconds == [3.0, 3.0]
+    assert seen == [0.0, 1.0, 2.0] * 3  # every pass starts from zero, then carries
+
+
+def test_summarize_a_streamed_engine():
+    row = bench.summarize(stream_result("ir-fp32-f32", [100, 200, 100, 300]), RELEASE, N_CLASSES, 22e9)
+    assert row.window.median == pytest.approx(0.15) and row.window.min == pytest.approx(0.1)
+    assert row.rtf.median == pytest.approx(0.35 / 0.64)
+    assert row.bound == pytest.approx(bench.weight_traffic(RELEASE, N_CLASSES, 4).per_window / 22e9)
+    assert row.x_bound == (pytest.approx(0.15 / row.bound), pytest.approx(0.1 / row.bound))
+    assert row.load == 1.5 and not row.derived
+
+
+def test_summarize_the_native_client_divides_the_utterance_by_its_windows():
+    result = stream_result("native-0.9.3", [100, 100])
+    del result["window_seconds"]
+    result["pass_seconds"] = [0.4, 0.6]
+    row = bench.summarize(result, RELEASE, N_CLASSES, 22e9)
+    assert row.derived and row.window.min == pytest.approx(0.2) and row.window.median == pytest.approx(0.25)
+
+
+def test_ratios_compare_the_f32_ir_with_tf_the_native_client_and_the_bound():
+    rows = [bench.summarize(stream_result(key, ms), RELEASE, N_CLASSES, 22e9)
+            for key, ms in (("ir-fp32-f32", [100, 100]), ("tf-2.17.1", [50, 50]), ("native-0.9.3", [400, 400]))]
+    values = bench.ratios(rows)
+    assert values["IR / tf-2.17.1"] == pytest.approx(2.0)
+    assert values["IR / native-0.9.3 (RTF)"] == pytest.approx(0.25)
+    assert values["IR / bound"] == pytest.approx(rows[0].x_bound[0])
+    assert bench.ratios(rows[1:]) == {}
+
+
+def test_render_table_has_a_row_per_engine_and_marks_derived_times():
+    native = stream_result("native-0.9.3", [400, 400])
+    del native["window_seconds"]
+    rows = [bench.summarize(result, RELEASE, N_CLASSES, 22e9) for result in (stream_result("ir-fp32-f32", [100, 120]), native)]
+    table = bench.render_table(rows)
+    lines = table.splitlines()
+    assert lines[0].startswith("| engine | precision used | threads | ms/window median |")
+    assert lines[2].startswith("| ir-fp32-f32 | f32 | 2 | 110.0 | ")
+    assert lines[3].startswith("| native-0.9.3 * |") and "includes features" in lines[-1]
+
+
+def test_render_build_costs_rounds_seconds():
+    text = bench.render_build_costs({"warm rebuild after clean, s": 41.234, "note": "from the log"})
+    assert "| warm rebuild after clean, s | 41.2 |" in text and "| note | from the log |" in text
+
+
+def test_fp16_sibling_is_the_target_that_differs_only_by_ir_precision(targets: TargetsFile):
+    assert bench.fp16_sibling(targets, targets.target("base")).name == "base-half"
+    assert bench.fp16_sibling(targets, targets.target("small")) is None
+    assert bench.fp16_sibling(targets, targets.target("base-half")) is None
+
+
+def test_machine_description_from_proc():
+    assert bench.cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: avx\n") == "AMD EPYC 9R14"
+    assert bench.cpu_model("processor\t: 0\n") == "unknown"
+    assert bench.memory_gib("MemTotal:       24576000 kB\nMemFree: 1 kB\n") == pytest.approx(23.4375)
+
+
+def test_table_order_puts_the_ir_as_ds2ir_runs_it_first():
+    keys = ["native-0.9.3", "tf-2.17.1", "ir-fp16-f32", "tf-1.15.5", "ir-fp32-f32-pinned", "ir-fp32-f32"]
+    assert sorted(keys, key=bench.table_order) == [
+        "ir-fp32-f32", "ir-fp16-f32", "ir-fp32-f32-pinned", "tf-1.15.5", "tf-2.17.1", "native-0.9.3"]

@@ -1,0 +1,42 @@
+"""Bad configuration through `invoke build` (no Docker reached): one message naming file and key, no traceback."""
+from __future__ import annotations
+
+import pytest
+
+from ds2ir import config
+from tests.e2e.helpers import PROJECT, invoke
+
+BASE = "[targets.\"bad-small\"]\nextends = \"synthetic-small\"\n"
+
+
+def build(tmp_path, *args: str, env=None):  # type: ignore[no-untyped-def]
+    result = invoke("build", "--artifacts", str(tmp_path / "artifacts"), *args, env=env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
+    assert not (tmp_path / "artifacts").exists()  # nothing started
+    return result.stdout
+
+
+def test_unknown_target_suggests_the_close_one(tmp_path):
+    out = build(tmp_path, "--target", "synthetic-smal")
+    assert f"{PROJECT / 'targets.toml'}: unknown target 'synthetic-smal'. Did you mean 'synthetic-small'?" in out
+
+
+@pytest.mark.parametrize("line, key, message", [
+    ("n_hiden = 32", "targets.bad-small.n_hiden", "unknown key. Did you mean 'n_hidden'?"),
+    ("n_hidden = 0", "targets.bad-small.n_hidden", "n_hidden must be positive, got 0"),
+    ("n_steps = -16", "targets.bad-small.n_steps", "n_steps must be positive, got -16"),
+    ("n_hidden = \"64\"", "targets.bad-small.n_hidden", "must be int, got '64'"),
+    ("n_context = -1", "targets.bad-small.n_context", "n_context must be >= 0"),
+    ("n_input = 41", "targets.bad-small.n_input", "at most 40 coefficients exist"),
+    ("ir_precision = \"FP8\"", "targets.bad-small.ir_precision", "FP8"),
+])
+def test_bad_key_in_the_targets_file_is_named_with_file_and_key(tmp_path, line, key, message):
+    targets = tmp_path / "targets.toml"
+    targets.write_text((PROJECT / "targets.toml").read_text() + "\n" + BASE + line + "\n")
+    out = build(tmp_path, "--target", "synthetic-small", env={config.TARGETS_ENV: str(targets)})
+    assert f"ds2ir: error: {targets}: [{key}]: " in out and message in out
+
+
+def test_missing_targets_file_says_how_to_point_at_one(tmp_path):
+    out = build(tmp_path, "--target", "synthetic-small", env={config.TARGETS_ENV: str(tmp_path / "nowhere.toml")})
+    assert f"the targets file {tmp_path / 'nowhere.toml'} does not exist; set {config.TARGETS_ENV}" in out

@@ -1,0 +1,120 @@
+"""The matrix: cells read from build records, failures isolated, tables and JSON written (no Docker)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ds2ir import atomic, matrix
+from ds2ir.config import ArtifactLayout, Target, load_target
+from ds2ir.errors import ContainerError, MissingInputError
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.said: List[str] = []
+
+    def say(self, message: str) -> None:
+        self.said.append(message)
+
+
+class FakeDocker:
+    """Images that exist with fixed sizes; inspect-ir loads fail for IRs listed in ``unloadable``."""
+
+    def __init__(self, unloadable: Optional[Dict[str, str]] = None) -> None:
+        self.runner = FakeRunner()
+        self.unloadable = unloadable or {}
+        self.runs: List[List[str]] = []
+
+    def image_id(self, ref: str) -> Optional[str]:
+        return "sha256:" + ref
+
+    def image_size(self, ref: str) -> int:
+        return 2_500_000_000 if "convert" in ref else 850_000_000
+
+    def ensure_stage_image(self, spec, project) -> str:  # type: ignore[no-untyped-def]
+        return f"ds2ir/{spec.name}:tag"
+
+    def run_stage(self, *, step: str, image: str, args: List[str], **kwargs: object) -> str:
+        self.runs.append([image, *args])
+        target = args[args.index("--target") + 1]
+        if self.unloadable.get(image) == target:
+            raise ContainerError(step=step, command=args, exit_code=2, image=image,
+                                 log_tail="Traceback\nRuntimeError: Cannot create Gelu layer: opset13 unknown\n")
+        return "{}"
+
+
+class FakeBuilder:
+    """Writes what a real build records (manifest, check report, IR) or fails like one."""
+
+    def __init__(self, target: Target, artifacts: Path, *, error: Optional[Exception] = None, max_abs: float = 2e-6):
+        self.layout = ArtifactLayout(artifacts, target.name)
+        self.target = target
+        self.error = error
+        self.max_abs = max_abs
+
+    def build(self) -> Dict[str, float]:
+        if self.error:
+            raise self.error
+        for path in (self.layout.ir_xml, self.layout.ir_bin):
+            atomic.write_bytes(path, b"ir")
+        images = {stage: {"tag": f"ds2ir/{spec.name}:tag", "packages": packages}
+                  for stage, spec, packages in (("freeze", self.target.freeze_image, ["tensorflow==1.15.5", "numpy==1.18.5"]),
+                                                ("convert", self.target.convert_image, ["openvino==2024.6.0"]))}
+        atomic.write_json(self.layout.target_dir / "manifest.json", {
+            "images": images, "stages": {"freeze": {"seconds": 10.0}, "convert": {"seconds": 20.5}},
+            "outputs": {"frozen/output_graph.pb": "a" * 64, "ir/output_graph.xml": "b" * 64, "ir/output_graph.bin": "c" * 64},
+        })
+        atomic.write_json(self.layout.check_dir / "report.json", {"max_abs": self.max_abs, "max_scaled": self.max_abs,
+                                                                   "tolerance": 1e-5, "passed": self.max_abs <= 1e-5})
+        return {"freeze": 10.0}
+
+
+def _run(tmp_path: Path, builders: Dict[str, dict], docker: FakeDocker) -> dict:
+    targets = [load_target(name) for name in builders]
+    return matrix.run(targets, make_builder=lambda t: FakeBuilder(t, tmp_path, **builders[t.name]), docker=docker,  # type: ignore
+                      artifacts=tmp_path, project=tmp_path)
+
+
+def test_cells_come_from_the_build_records(tmp_path):
+    result = _run(tmp_path, {"synthetic-small": {}, "synthetic-small-ov2022.3": {}}, FakeDocker())
+    assert result["passed"] is True
+    cell = result["cells"][0]
+    assert cell["target"] == "synthetic-small" and cell["passed"] is True
+    assert cell["versions"] == {"freeze python": "3.7", "convert python": "3.11", "tensorflow": "1.15.5", "openvino": "2024.6.0"}
+    assert cell["image_bytes"] == {"freeze": 850_000_000, "convert": 2_500_000_000}
+    assert cell["stage_seconds"] == 30.5 and cell["check"]["max_abs"] == 2e-6
+    assert cell["hashes"]["ir/output_graph.xml"] == "b" * 64
+    assert json.loads((tmp_path / "matrix" / "matrix.json").read_text()) == result
+
+
+def test_a_failing_cell_does_not_stop_the_others(tmp_path):
+    error = ContainerError(step="freeze", command=["docker"], exit_code=2, image="i", log_tail="ds2ir: error: missing variable layer_2/bias")
+    result = _run(tmp_path, {"synthetic-small": {"error": error}, "synthetic-small-ov2022.3": {},
+                             "synthetic-small-tf1.15.2": {"max_abs": 1.0}}, FakeDocker())
+    cells = {cell["target"]: cell for cell in result["cells"]}
+    assert result["passed"] is False
+    assert cells["synthetic-small"]["error"] == "freeze failed: ds2ir: error: missing variable layer_2/bias"
+    assert cells["synthetic-small-ov2022.3"]["passed"] is True
+    assert cells["synthetic-small-tf1.15.2"]["passed"] is False and cells["synthetic-small-tf1.15.2"]["error"] == ""
+    markdown = (tmp_path / "matrix" / "matrix.md").read_text()
+    assert "| synthetic-small-ov2022.3 |" in markdown and "FAIL: freeze failed" in markdown and "FAIL: check failed" in markdown
+
+
+def test_other_errors_are_recorded_too(tmp_path):
+    result = _run(tmp_path, {"synthetic-small": {"error": MissingInputError("The checkpoint directory x does not exist.")}},
+                  FakeDocker())
+    assert result["cells"][0]["error"] == "The checkpoint directory x does not exist."
+
+
+def test_every_ir_is_loaded_in_every_convert_image(tmp_path):
+    docker = FakeDocker(unloadable={"ds2ir/convert-ov2022.3:tag": "synthetic-small"})
+    result = _run(tmp_path, {"synthetic-small": {}, "synthetic-small-ov2022.3": {}}, docker)
+    assert result["loads"] == {
+        "convert-ov2022.3": {"synthetic-small": "RuntimeError: Cannot create Gelu layer: opset13 unknown",
+                             "synthetic-small-ov2022.3": "ok"},
+        "convert-ov2024.6": {"synthetic-small": "ok", "synthetic-small-ov2022.3": "ok"},
+    }
+    assert ["ds2ir/convert-ov2024.6:tag", "inspect-ir", "--compile", "--target", "synthetic-small-ov2022.3"] in docker.runs
+    markdown = (tmp_path / "matrix" / "matrix.md").read_text()
+    assert "| IR of \\ runtime | convert-ov2022.3 | convert-ov2024.6 |" in markdown
