@@ -43,7 +43,10 @@ def test_hoisted_ir_matches_tf_and_keeps_the_interface(docker, variants):
 def test_int8_weights_are_smaller_and_close(variants):
     fp32 = ArtifactLayout(variants, "synthetic-small")
     int8 = ArtifactLayout(variants, "synthetic-small-int8")
-    assert int8.ir_bin.stat().st_size < 0.4 * fp32.ir_bin.stat().st_size
+    # Every weight matrix becomes u8 (+ scales); at n_hidden 64 the fp32 biases and scales still
+    # weigh in, at 2048 the bin is ~1/4 (docs/variants.md).
+    assert 'element_type="u8"' in int8.ir_xml.read_text() and 'element_type="u8"' not in fp32.ir_xml.read_text()
+    assert int8.ir_bin.stat().st_size < 0.6 * fp32.ir_bin.stat().st_size
     report = json.loads((int8.check_dir / "report.json").read_text())
     assert report["tolerance"] is None and report["passed"] is True  # reported, judged by transcripts
     assert 0 < report["max_scaled"] < 1
