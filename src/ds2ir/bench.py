@@ -181,6 +181,12 @@ def render_ratios(values: Dict[str, float]) -> str:
     return "\n".join(f"- {name}: {value:.2f}" for name, value in values.items()) + "\n"
 
 
+def render_rates(by_threads: Mapping[str, float]) -> str:
+    """``{"1": 28.2, "2": 37.2}`` -> '28.2 GB/s on 1 thread, 37.2 GB/s on 2 threads'."""
+    ordered = sorted(by_threads.items(), key=lambda item: int(item[0]))
+    return ", ".join(f"{rate:.1f} GB/s on {n} thread{'s' if int(n) > 1 else ''}" for n, rate in ordered)
+
+
 def render_build_costs(costs: Dict[str, object]) -> str:
     """Build costs as a markdown table: what was measured, in seconds or MB."""
     lines = ["| build cost | value |", "|---|---:|"]
@@ -234,13 +240,14 @@ class Timings(NamedTuple):
     pass_seconds: List[float]
 
 
-def time_stream(model, windows: np.ndarray, state_shape: Tuple[int, ...], repeat: int,  # type: ignore[no-untyped-def]
-                clock: Callable[[], float] = time.perf_counter) -> Timings:
-    """One untimed pass (lazy allocation, first-inference setup), then ``repeat`` timed passes over the
-    utterance, each from a zero state carried from window to window as an application does."""
+def time_stream(model, windows: np.ndarray, state_shape: Tuple[int, ...], repeat: int, *,  # type: ignore[no-untyped-def]
+                warm_up: bool = True, clock: Callable[[], float] = time.perf_counter) -> Timings:
+    """An untimed pass (lazy allocation, first-inference setup) unless ``warm_up`` is off, then ``repeat``
+    timed passes over the utterance, each from a zero state carried from window to window as an application does."""
     per_window: List[float] = []
     per_pass: List[float] = []
-    for index in range(repeat + 1):
+    skip = int(warm_up)
+    for index in range(repeat + skip):
         state_c = state_h = np.zeros(state_shape, np.float32)
         total = 0.0
         for window in windows:
@@ -248,9 +255,9 @@ def time_stream(model, windows: np.ndarray, state_shape: Tuple[int, ...], repeat
             _, state_c, state_h = model.step(window, state_c, state_h)
             elapsed = clock() - started
             total += elapsed
-            if index:
+            if index >= skip:
                 per_window.append(elapsed)
-        if index:
+        if index >= skip:
             per_pass.append(total)
     return Timings(per_window, per_pass)
 
@@ -275,13 +282,30 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _write_result(artifacts: Path, result: Dict[str, object], load_before: float) -> None:
-    """Add what every engine reports (peak RSS of this process, load) and write results/<key>.json."""
+def _write_result(artifacts: Path, result: Dict[str, Any], load_before: float) -> None:
+    """Add what every engine reports (peak RSS of this process, load) and write results/<key>.json;
+    a timing result already there from an earlier container of this run gets these passes added."""
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     result["load"] = [load_before, os.getloadavg()[0]]
     result["cores"] = _cores()
-    atomic.write_json(bench_dir(artifacts) / "results" / f"{result['key']}.json", result)
+    path = bench_dir(artifacts) / "results" / f"{result['key']}.json"
+    if "pass_seconds" in result and path.is_file():
+        result = merge_runs(json.loads(path.read_text()), result)
+    atomic.write_json(path, result)
     print(json.dumps({key: result[key] for key in ("key", "precision", "threads", "peak_rss_mb", "load")}))
+
+
+def merge_runs(earlier: Mapping[str, Any], later: Dict[str, Any]) -> Dict[str, Any]:
+    """One engine's timings from several containers: passes appended, the highest peak RSS, the load
+    from the first one's start to the last one's end."""
+    merged = dict(later)
+    for key in ("window_seconds", "pass_seconds"):
+        if key in later:
+            merged[key] = list(earlier[key]) + list(later[key])
+    merged["peak_rss_mb"] = max(float(earlier["peak_rss_mb"]), float(later["peak_rss_mb"]))
+    merged["load"] = [earlier["load"][0], later["load"][1]]
+    merged["containers"] = int(earlier.get("containers", 1)) + 1
+    return merged
 
 
 def _stream_result(key: str, engine: str, utterance: Utterance, timings: Timings, **extra: object) -> Dict[str, object]:
@@ -289,22 +313,42 @@ def _stream_result(key: str, engine: str, utterance: Utterance, timings: Timings
             "window_seconds": timings.window_seconds, "pass_seconds": timings.pass_seconds, **extra}
 
 
+#: runtime settings of the f32 IR: (key, label, OVStreamingModel options). The first is ds2ir's, the second
+#: what it ran before issue 8; each runs in its own containers, alternated (docs/benchmarks.md).
+IR_SETTINGS: Tuple[Tuple[str, str, Dict[str, Any]], ...] = (
+    ("ds2ir", "ds2ir: weights copied, threads pinned", {}),
+    ("openvino-defaults", "OpenVINO defaults: weights mmapped, threads pinned", {"mmap_weights": True}),
+    ("unpinned", "weights copied, threads unpinned", {"pin_threads": False}),
+    ("1-thread", "weights copied, 1 thread", {"threads": 1}),
+)
+#: containers per setting: alternating them spreads the machine's changing load, and each process's memory
+#: placement, over all of them
+SETTING_ROUNDS = 3
+
+
+def ir_key(ir_precision: str, precision: str, setting: str = IR_SETTINGS[0][0]) -> str:
+    """The result key of an IR row: ``ir-fp32-f32``, ``ir-fp32-f32-pinned``, ..."""
+    key = f"ir-{ir_precision.lower()}-{precision}"
+    return key if setting == IR_SETTINGS[0][0] else f"{key}-{setting}"
+
+
 def bench_ir(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
-    """Time the IR per window at an inference precision ('default': the plugin's choice) (convert image)."""
+    """Time the IR per window at an inference precision ('default': the plugin's choice) and a runtime
+    setting; a later run of the same key adds its passes (convert image)."""
     from ds2ir.ov_runtime import OVStreamingModel, openvino_version
 
     load = os.getloadavg()[0]
     utterance = load_utterance(layout.root, target.architecture)
-    model = OVStreamingModel(layout.ir_xml, precision=None if args.precision == "default" else args.precision,
-                             pin_threads=args.pin_threads)
+    label, options = {key: (label, options) for key, label, options in IR_SETTINGS}[args.setting]
+    model = OVStreamingModel(layout.ir_xml, precision=None if args.precision == "default" else args.precision, **options)
     timings = time_stream(model, utterance.windows, target.architecture.state_shape, args.repeat)
     used = model.settings()
     version = openvino_version().split("-")[0]
-    pinned = ("-pinned", ", pinned threads") if args.pin_threads else ("", "")
-    result = _stream_result(f"ir-{target.ir_precision.lower()}-{args.precision}{pinned[0]}",
-                            f"OpenVINO {version} {target.ir_precision} IR, {args.precision} hint{pinned[1]}", utterance, timings,
+    engine = f"OpenVINO {version} {target.ir_precision} IR, {args.precision} hint"
+    result = _stream_result(ir_key(target.ir_precision, args.precision, args.setting),
+                            engine if args.setting == IR_SETTINGS[0][0] else f"{engine}, {label}", utterance, timings,
                             precision=used["INFERENCE_PRECISION_HINT"], threads=used["INFERENCE_NUM_THREADS"],
-                            settings=used)
+                            settings=used, options=options)
     _write_result(layout.root, result, load)
 
 
@@ -387,9 +431,14 @@ def measure_bandwidth(n_bytes: int = BANDWIDTH_BYTES, repeat: int = BANDWIDTH_RE
 
 
 def bench_memory(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
-    """Measure memory bandwidth with numpy (convert image)."""
+    """Measure memory bandwidth with numpy; a later sweep in the same run keeps the best of all (convert image)."""
     load = os.getloadavg()[0]
-    result: Dict[str, object] = {"key": "memory", "bandwidth_gb_s": measure_bandwidth(), "precision": "-", "threads": _cores()}
+    path = bench_dir(layout.root) / "results" / "memory.json"
+    sweeps = json.loads(path.read_text())["sweeps"] if path.is_file() else []
+    sweeps.append({"load": load, "bandwidth_gb_s": measure_bandwidth()})
+    best = {kind: {threads: max(sweep["bandwidth_gb_s"][kind][threads] for sweep in sweeps) for threads in rates}
+            for kind, rates in sweeps[0]["bandwidth_gb_s"].items()}
+    result = {"key": "memory", "bandwidth_gb_s": best, "sweeps": sweeps, "precision": "-", "threads": _cores()}
     _write_result(layout.root, result, load)
 
 
@@ -402,31 +451,32 @@ def bench_plot(target: Target, layout: ArtifactLayout, args) -> None:  # type: i
 
     directory = bench_dir(layout.root)
     data = json.loads((directory / "results.json").read_text())
-    rows = data["rows"]
-    labels = ["\n".join(textwrap.wrap(row["engine"], 22)) + f"\n({row['precision']} used){' *' if row['derived'] else ''}"
-              for row in rows]
-    medians = [row["window"]["median"] * 1e3 for row in rows]
-    p90 = [row["window"]["p90"] * 1e3 for row in rows]
-    minimum = [row["window"]["min"] * 1e3 for row in rows]
-    figure, axis = plt.subplots(figsize=(12, 5))
-    positions = np.arange(len(rows))
-    axis.bar(positions, medians, color="tab:blue", label="median")
-    axis.errorbar(positions, medians, yerr=[np.subtract(medians, minimum), np.subtract(p90, medians)], fmt="none",
-                  ecolor="black", capsize=4, label="min .. p90")
-    bounds = {"f32": data["bound_ms"]["f32"], "bf16": data["bound_ms"]["bf16"]}
-    for precision, style in (("f32", "--"), ("bf16", ":")):
-        axis.axhline(bounds[precision], color="tab:red", linestyle=style,
-                     label=f"bound, {precision} weights ({bounds[precision]:.0f} ms)")
-    axis.set_xticks(positions)
-    axis.set_xticklabels(labels, fontsize=8)
     arch = target.architecture
-    axis.set_ylabel(f"ms per {arch.n_steps}-step window ({arch.n_steps * arch.feature_win_step_ms} ms of audio)")
-    axis.set_title(f"DeepSpeech {target.name}: inference per window, {data['machine']['cpu']}, "
-                   f"{data['machine']['cores']} cores, {data['bandwidth_gb_s']:.1f} GB/s")
-    axis.legend(fontsize=8)
-    if any(row["derived"] for row in rows):
-        figure.text(0.01, 0.01, "* whole-utterance stt() time / windows (features and beam search included)", fontsize=7)
-    figure.tight_layout()
+    figure, axes = plt.subplots(1, 2, figsize=(16, 5.5),
+                                gridspec_kw={"width_ratios": [len(data["rows"]), len(data["settings_rows"])]})
+    panels = ((axes[0], data["rows"], f"{target.name}: each engine in its own container"),
+              (axes[1], data["settings_rows"], f"f32 IR runtime settings, {SETTING_ROUNDS} alternated containers each"))
+    for axis, rows, title in panels:
+        labels = ["\n".join(textwrap.wrap(row["engine"], 20)) + f"\n({row['precision']}){' *' if row['derived'] else ''}"
+                  for row in rows]
+        medians = np.array([row["window"]["median"] for row in rows]) * 1e3
+        low = medians - np.array([row["window"]["min"] for row in rows]) * 1e3
+        high = np.array([row["window"]["p90"] for row in rows]) * 1e3 - medians
+        positions = np.arange(len(rows))
+        axis.bar(positions, medians, color="tab:blue", label="median")
+        axis.errorbar(positions, medians, yerr=[low, high], fmt="none", ecolor="black", capsize=4, label="min .. p90")
+        for precision, style in (("f32", "--"), ("bf16", ":")):
+            axis.axhline(data["bound_ms"][precision], color="tab:red", linestyle=style,
+                         label=f"bound, {precision} weights ({data['bound_ms'][precision]:.0f} ms)")
+        axis.set_xticks(positions)
+        axis.set_xticklabels(labels, fontsize=7)
+        axis.set_title(title, fontsize=10)
+    axes[0].set_ylabel(f"ms per {arch.n_steps}-step window ({arch.n_steps * arch.feature_win_step_ms} ms of audio)")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"DeepSpeech inference per window: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
+                    f"{data['bandwidth_gb_s']:.1f} GB/s, load {data['machine']['load_at_start']:.1f}")
+    figure.text(0.01, 0.01, "* whole-utterance stt() time / windows (features and beam search included)", fontsize=7)
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
     with atomic.atomic_path(directory / "bench.png") as tmp:
         figure.savefig(str(tmp), format="png", dpi=90)
     plt.close(figure)
@@ -476,18 +526,20 @@ class Bench:
 
     def _engines(self) -> List[Engine]:
         repeat = ("--repeat", str(self.repeat))
-        engines = [
-            Engine(self.builder, "convert", "bench-memory"),
-            Engine(self.builder, "convert", "bench-ir", ("--precision", "f32") + repeat),
-            Engine(self.builder, "convert", "bench-ir", ("--precision", "f32", "--pin-threads") + repeat),
-            Engine(self.builder, "convert", "bench-ir", ("--precision", "default") + repeat),
-        ]
+        memory = Engine(self.builder, "convert", "bench-memory")  # before and after the engines: the best counts
+        settings = [key for key, _, _ in IR_SETTINGS]
+        engines = [memory]
+        for round_ in range(SETTING_ROUNDS):  # rotated, so that no setting always follows the same one
+            for setting in settings[round_:] + settings[:round_]:
+                engines.append(Engine(self.builder, "convert", "bench-ir", ("--precision", "f32", "--setting", setting) + repeat))
+        engines.append(Engine(self.builder, "convert", "bench-ir", ("--precision", "default") + repeat))
         if self.fp16:
             engines.append(Engine(self.fp16, "convert", "bench-ir", ("--precision", "f32") + repeat))
         return engines + [
             Engine(self.builder, "freeze", "bench-tf", repeat),
             Engine(self.builder, "convert", "bench-tf", repeat),
             Engine(self.builder, "freeze", "bench-native", repeat),
+            memory,
         ]
 
     def _container(self, engine: Engine, capture: bool = False) -> str:
@@ -542,10 +594,15 @@ class Bench:
         memory = raw.pop("memory")
         measured = memory["bandwidth_gb_s"]
         bandwidth = max(value for kind in measured.values() for value in kind.values()) * 1e9
-        rows = [summarize(raw[key], arch, n_classes, bandwidth) for key in sorted(raw, key=table_order)]
+        precision = self.builder.target.ir_precision
+        settings = {ir_key(precision, "f32", key): label for key, label, _ in IR_SETTINGS}
+        rows = [summarize(raw[key], arch, n_classes, bandwidth) for key in sorted(raw, key=table_order)
+                if key == IR_KEY or key not in settings]
+        settings_rows = [summarize(raw[key], arch, n_classes, bandwidth)._replace(engine=label)
+                         for key, label in settings.items()]
         machine = {"cpu": cpu_model(Path("/proc/cpuinfo").read_text()), "cores": os.cpu_count(),
                    "memory_gib": round(memory_gib(Path("/proc/meminfo").read_text()), 1),
-                   "load_at_start": float(memory["load"][0])}
+                   "load_at_start": float(memory["sweeps"][0]["load"])}
         frozen = [b.output_hashes().get("frozen/output_graph.pb") for b in (self.builder, self.fp16) if b]
         data = {
             "target": self.builder.target.name, "audio": str(self.audio), "repeat": self.repeat, "machine": machine,
@@ -554,6 +611,7 @@ class Bench:
             "weight_traffic_bytes": weight_traffic(arch, n_classes, WEIGHT_BYTES["f32"])._asdict(),
             "fp16_same_frozen_graph": len(set(frozen)) == 1 if len(frozen) == 2 else None,
             "rows": [dict(row._asdict(), window=row.window._asdict(), rtf=row.rtf._asdict()) for row in rows],
+            "settings_rows": [dict(row._asdict(), window=row.window._asdict(), rtf=row.rtf._asdict()) for row in settings_rows],
             "ratios": ratios(rows), "build_costs": costs, "raw": raw,
         }
         atomic.write_json(self.directory / "results.json", data)
@@ -563,10 +621,12 @@ class Bench:
             f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; load average "
             f"{machine['load_at_start']:.2f} at the start. Audio: {self.audio.name}, "
             f"{rows[0].rtf.n if rows else 0} timed passes.\n\n"
-            f"Memory bandwidth (best of {BANDWIDTH_REPEAT}, GB/s, by thread count): copy {measured['copy']}, "
-            f"read {measured['read']}; the bound uses {bandwidth / 1e9:.1f} GB/s: "
+            f"Memory bandwidth, best of {BANDWIDTH_REPEAT} x {len(memory['sweeps'])} sweeps: copy {render_rates(measured['copy'])}, "
+            f"read {render_rates(measured['read'])}; the bound uses {bandwidth / 1e9:.1f} GB/s: "
             f"{data['bound_ms']['f32']:.1f} ms per window with f32 weights, {data['bound_ms']['bf16']:.1f} ms with bf16.\n\n"
-            + render_table(rows) + "\n" + render_ratios(data["ratios"]) + "\n" + render_build_costs(costs)
+            + render_table(rows) + "\n" + render_ratios(data["ratios"])
+            + f"\nRuntime settings of the f32 IR, each in {SETTING_ROUNDS} containers, alternated:\n\n"
+            + render_table(settings_rows) + "\n" + render_build_costs(costs)
         )
         atomic.write_bytes(self.directory / "results.md", text.encode("utf-8"))
         return self.directory / "results.md"

@@ -275,7 +275,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         if name == "bench-ir":
             sub.add_argument("--precision", default="f32", choices=INFERENCE_PRECISIONS + ("default",),
                              help="OpenVINO inference precision hint; 'default' sets none")
-            sub.add_argument("--pin-threads", action="store_true", help="pin threads to cores (OpenVINO's default)")
+            sub.add_argument("--setting", default=bench.IR_SETTINGS[0][0], choices=[key for key, _, _ in bench.IR_SETTINGS],
+                             help="runtime setting (default: ds2ir's own)")
         if name in ("bench-ir", "bench-tf", "bench-native"):
             sub.add_argument("--repeat", type=int, default=5, help="timed passes over the utterance (default: %(default)s)")
         if name == "inspect-ir":

@@ -42,11 +42,11 @@ def openvino_version() -> str:
     return str(openvino_api().get_version())
 
 
-def read_model(ir_xml: Path):  # type: ignore[no-untyped-def]
-    """The IR as an openvino.Model, with a clear error when it is missing."""
+def read_model(ir_xml: Path, core=None):  # type: ignore[no-untyped-def]
+    """The IR as an openvino.Model (read by ``core``, a new Core by default), with a clear error when it is missing."""
     if not ir_xml.is_file() or not ir_xml.with_suffix(".bin").is_file():
         raise MissingInputError(f"The IR {ir_xml} (and its .bin) does not exist; run the convert stage ('invoke convert').")
-    return openvino_api().Core().read_model(str(ir_xml))
+    return (core or openvino_api().Core()).read_model(str(ir_xml))
 
 
 def describe(ir_xml: Path) -> Dict[str, Dict[str, List[int]]]:
@@ -72,15 +72,20 @@ class OVStreamingModel:
                 "ENABLE_CPU_PINNING")
 
     def __init__(self, ir_xml: Path, *, device: str = "CPU", precision: Optional[str] = "f32", threads: int = 0,
-                 pin_threads: bool = False):
+                 pin_threads: bool = True, mmap_weights: bool = False):
         """``precision`` None leaves the device's default (bf16 on CPUs that have it).
 
-        On CPU: one stream for one request at a time (LATENCY), its threads not pinned to
-        cores. A window is memory-bound and split across every core; a pinned thread whose
-        core another process holds stalls the whole window, where an unpinned one moves
-        (docs/benchmarks.md). ``pin_threads`` restores OpenVINO's default, for comparison.
+        A window streams every weight of the LSTM 16 times, so where they live counts
+        (docs/benchmarks.md): they are copied into process memory, which streams them
+        faster than the page cache the IR's .bin is memory-mapped from (OpenVINO's default
+        since 2023; ``mmap_weights`` restores it). On CPU: one stream for one request at a
+        time (LATENCY); ``pin_threads`` False lets a thread whose core another process
+        holds move instead of stalling the window, which pays on a busy shared machine.
         """
-        core = openvino_api().Core()
+        api = openvino_api()
+        core = api.Core()
+        if hasattr(api.properties, "enable_mmap"):  # runtimes without it (2022.3) always copy
+            core.set_property({"ENABLE_MMAP": mmap_weights})
         properties: Dict[str, object] = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = str(threads)
@@ -88,7 +93,7 @@ class OVStreamingModel:
             properties["PERFORMANCE_HINT"] = "LATENCY"
             if "ENABLE_CPU_PINNING" in core.get_property(device, "SUPPORTED_PROPERTIES"):  # from OpenVINO 2023.0
                 properties["ENABLE_CPU_PINNING"] = pin_threads
-        self._compiled = core.compile_model(read_model(ir_xml), device, properties)
+        self._compiled = core.compile_model(read_model(ir_xml, core), device, properties)
         self._request = self._compiled.create_infer_request()
         self._outputs = {_output_key(port.get_names()): port for port in self._compiled.outputs}
 

@@ -187,3 +187,23 @@ def test_table_order_puts_the_ir_as_ds2ir_runs_it_first():
     keys = ["native-0.9.3", "tf-2.17.1", "ir-fp16-f32", "tf-1.15.5", "ir-fp32-f32-pinned", "ir-fp32-f32"]
     assert sorted(keys, key=bench.table_order) == [
         "ir-fp32-f32", "ir-fp16-f32", "ir-fp32-f32-pinned", "tf-1.15.5", "tf-2.17.1", "native-0.9.3"]
+
+
+def test_render_rates_by_thread_count():
+    assert bench.render_rates({"2": 37.25, "1": 28.21}) == "28.2 GB/s on 1 thread, 37.2 GB/s on 2 threads"
+
+
+def test_merge_runs_appends_passes_and_keeps_the_worst_rss_and_the_whole_load_span():
+    earlier = stream_result("ir-fp32-f32", [100, 110])
+    later = dict(stream_result("ir-fp32-f32", [120, 130]), peak_rss_mb=400.0, load=[2.0, 3.0])
+    merged = bench.merge_runs(earlier, later)
+    assert merged["window_seconds"] == pytest.approx([0.1, 0.11, 0.12, 0.13])
+    assert merged["pass_seconds"] == pytest.approx([0.21, 0.25])
+    assert merged["peak_rss_mb"] == 500.0 and merged["load"] == [1.0, 3.0] and merged["containers"] == 2
+    assert bench.merge_runs(merged, later)["containers"] == 3
+
+
+def test_ir_keys_name_the_setting_unless_it_is_ds2ir_own():
+    assert bench.ir_key("FP32", "f32") == bench.IR_KEY
+    assert bench.ir_key("FP16", "default") == "ir-fp16-default"
+    assert bench.ir_key("FP32", "f32", "openvino-defaults") == "ir-fp32-f32-openvino-defaults"
