@@ -316,10 +316,10 @@ def _stream_result(key: str, engine: str, utterance: Utterance, timings: Timings
 #: runtime settings of the f32 IR: (key, label, OVStreamingModel options). The first is ds2ir's, the second
 #: what it ran before issue 8; each runs in its own containers, alternated (docs/benchmarks.md).
 IR_SETTINGS: Tuple[Tuple[str, str, Dict[str, Any]], ...] = (
-    ("ds2ir", "ds2ir: weights copied, threads pinned", {}),
-    ("openvino-defaults", "OpenVINO defaults: weights mmapped, threads pinned", {"mmap_weights": True}),
-    ("unpinned", "weights copied, threads unpinned", {"pin_threads": False}),
-    ("1-thread", "weights copied, 1 thread", {"threads": 1}),
+    ("ds2ir", "ds2ir: weights copied, threads unpinned", {}),
+    ("openvino-defaults", "OpenVINO defaults: weights mmapped, threads pinned", {"mmap_weights": True, "pin_threads": True}),
+    ("pinned", "weights copied, threads pinned", {"pin_threads": True}),
+    ("1-thread", "ds2ir on 1 thread", {"threads": 1}),
 )
 #: containers per setting: alternating them spreads the machine's changing load, and each process's memory
 #: placement, over all of them

@@ -72,15 +72,16 @@ class OVStreamingModel:
                 "ENABLE_CPU_PINNING")
 
     def __init__(self, ir_xml: Path, *, device: str = "CPU", precision: Optional[str] = "f32", threads: int = 0,
-                 pin_threads: bool = True, mmap_weights: bool = False):
+                 pin_threads: bool = False, mmap_weights: bool = False):
         """``precision`` None leaves the device's default (bf16 on CPUs that have it).
 
-        A window streams every weight of the LSTM 16 times, so where they live counts
-        (docs/benchmarks.md): they are copied into process memory, which streams them
-        faster than the page cache the IR's .bin is memory-mapped from (OpenVINO's default
-        since 2023; ``mmap_weights`` restores it). On CPU: one stream for one request at a
-        time (LATENCY); ``pin_threads`` False lets a thread whose core another process
-        holds move instead of stalling the window, which pays on a busy shared machine.
+        A window streams every LSTM weight 16 times, so where the weights live and which
+        cores stream them count (docs/benchmarks.md). They are copied into process memory,
+        which streams them faster than the page cache the IR's .bin is memory-mapped from.
+        On CPU, one stream serves one request at a time (LATENCY) on threads not pinned to
+        cores: a thread whose core another process holds moves instead of stalling the
+        window, which pays on shared machines and costs a few percent on idle ones.
+        ``mmap_weights`` and ``pin_threads`` restore OpenVINO's defaults.
         """
         api = openvino_api()
         core = api.Core()
