@@ -154,7 +154,8 @@ def ratios(rows: Sequence[Row]) -> Dict[str, float]:
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f}"
+    """Milliseconds: one decimal, three where a small target's window takes under 1 ms."""
+    return f"{seconds * 1e3:.1f}" if seconds >= 1e-3 else f"{seconds * 1e3:.3f}"
 
 
 def render_table(rows: Sequence[Row]) -> str:

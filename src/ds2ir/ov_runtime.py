@@ -77,10 +77,9 @@ class OVStreamingModel:
 
         A window streams every LSTM weight 16 times, so where the weights live and which
         cores stream them count (docs/benchmarks.md). They are copied into process memory,
-        which streams them faster than the page cache the IR's .bin is memory-mapped from.
-        On CPU, one stream serves one request at a time (LATENCY) on threads not pinned to
-        cores: a thread whose core another process holds moves instead of stalling the
-        window, which pays on shared machines and costs a few percent on idle ones.
+        not read from the page cache the IR's .bin is memory-mapped from; on CPU, one stream
+        serves one request at a time (LATENCY) on threads not pinned to cores, so that a
+        thread whose core another process holds moves instead of stalling the window.
         ``mmap_weights`` and ``pin_threads`` restore OpenVINO's defaults.
         """
         api = openvino_api()
