@@ -5,22 +5,16 @@ imported inside the functions so that importing this module never needs it. The 
 are called exactly as DeepSpeech 0.8.2's feeding.py calls them, Mfcc's other
 attributes left at their defaults, so a difference from the numpy version shows up.
 
-Run ``python -m ds2ir.tf_features FILE.wav...`` to print the largest numpy-vs-TF
-difference per file.
+``invoke verify`` runs this check on every recording (the freeze image's ``verify-tf``).
 """
 from __future__ import annotations
-
-import argparse
-import sys
-from typing import List, Optional, Sequence
 
 import numpy as np
 
 from ds2ir import features
-from ds2ir.audio import read_wav
 from ds2ir.config import Architecture
 
-__all__ = ["main", "max_abs_difference", "mfcc", "spectrogram"]
+__all__ = ["max_abs_difference", "mfcc", "spectrogram"]
 
 
 def _run(samples: np.ndarray, arch: Architecture, *, with_mfcc: bool) -> np.ndarray:
@@ -67,23 +61,3 @@ def max_abs_difference(samples: np.ndarray, arch: Architecture) -> float:
         raise AssertionError(f"numpy MFCCs have shape {ours.shape}, TF's {theirs.shape}")
     return float(np.max(np.abs(ours.astype(np.float64) - theirs)))
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Print max |Δ| per WAV file; exit 1 if any exceeds --tolerance."""
-    parser = argparse.ArgumentParser(prog="python -m ds2ir.tf_features", description=main.__doc__)
-    parser.add_argument("wavs", nargs="+")
-    parser.add_argument("--tolerance", type=float, default=1e-4)
-    args = parser.parse_args(argv)
-    arch = Architecture()
-    failed: List[str] = []
-    for wav in args.wavs:
-        samples = read_wav(wav, sample_rate=arch.sample_rate)
-        delta = max_abs_difference(samples, arch)
-        print(f"{wav}: {len(features.mfcc(samples, arch))} frames, max |numpy - TF| = {delta:.3g}")
-        if delta > args.tolerance:
-            failed.append(wav)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
