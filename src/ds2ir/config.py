@@ -91,6 +91,19 @@ class Architecture:
     def audio_step_samples(self) -> int:
         return self.sample_rate * self.feature_win_step_ms // 1000
 
+    def exporter_flags(self) -> List[str]:
+        """The architecture as command-line flags of DeepSpeech's (and Coqui STT's) own exporter:
+        the ones its util/flags.py defines (n_input and n_context are constants there)."""
+        return [
+            "--n_hidden", str(self.n_hidden),
+            "--n_steps", str(self.n_steps),
+            "--relu_clip", str(self.relu_clip),
+            "--audio_sample_rate", str(self.sample_rate),
+            "--feature_win_len", str(self.feature_win_len_ms),
+            "--feature_win_step", str(self.feature_win_step_ms),
+            "--export_beam_width", str(self.beam_width),
+        ]
+
 
 @dataclass(frozen=True)
 class Alphabet:

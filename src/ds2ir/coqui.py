@@ -9,37 +9,29 @@ exporter defaults to TFLite, so ``--export_tflite false`` asks for the frozen
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import List
 
-from ds2ir import atomic, checkpoint
+from ds2ir import checkpoint
 from ds2ir.config import Alphabet, ArtifactLayout, Target
 from ds2ir.errors import MissingInputError
+from ds2ir.freeze import EXPORTED_GRAPH, run_exporter
 from ds2ir.runner import Runner
 
 EXPORT_MODULE = "coqui_stt_training.export"
 STAGING = Path("/tmp/ds2ir-export")
-EXPORTED = "output_graph.pb"
 
 
 def export_command(target: Target, checkpoint_dir: Path, alphabet_file: Path, export_dir: Path) -> List[str]:
     """Coqui's export CLI (coqpit flags) with the target's architecture and feature settings."""
-    arch = target.architecture
     return [
         sys.executable, "-m", EXPORT_MODULE,
         "--checkpoint_dir", str(checkpoint_dir),
         "--alphabet_config_path", str(alphabet_file),
         "--export_dir", str(export_dir),
         "--export_tflite", "false",
-        "--n_hidden", str(arch.n_hidden),
-        "--n_steps", str(arch.n_steps),
-        "--relu_clip", str(arch.relu_clip),
-        "--audio_sample_rate", str(arch.sample_rate),
-        "--feature_win_len", str(arch.feature_win_len_ms),
-        "--feature_win_step", str(arch.feature_win_step_ms),
-        "--export_beam_width", str(arch.beam_width),
+        *target.architecture.exporter_flags(),
     ]
 
 
@@ -50,13 +42,7 @@ def export(target: Target, layout: ArtifactLayout, alphabet: Alphabet, runner: R
     alphabet_file = layout.checkpoint_dir / "alphabet.txt"
     if not alphabet_file.is_file():
         raise MissingInputError(f"Coqui STT's exporter needs the checkpoint's alphabet, {alphabet_file}, which does not exist.")
-    if STAGING.exists():
-        shutil.rmtree(STAGING)
     command = export_command(target, layout.checkpoint_dir, alphabet_file, STAGING)
-    runner.run(command, step="coqui-stt export")
-    exported = STAGING / EXPORTED
-    if not exported.is_file():
-        raise MissingInputError(f"Coqui STT's exporter finished without writing {exported}.")
-    atomic.write_bytes(layout.frozen_graph, exported.read_bytes())
-    shutil.rmtree(STAGING, ignore_errors=True)
+    run_exporter(command, runner, staging=STAGING, output=layout.frozen_graph, step="coqui-stt export",
+                 missing=f"Coqui STT's exporter finished without writing {STAGING / EXPORTED_GRAPH}.")
     return command

@@ -6,10 +6,17 @@ of TensorFlow's first NotFoundError.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Optional, Sequence
 
 from ds2ir import atomic, checkpoint
 from ds2ir.config import Alphabet, Architecture
+from ds2ir.errors import MissingInputError
+from ds2ir.runner import Runner
+
+#: what DeepSpeech's exporters (and Coqui STT's) write into --export_dir
+EXPORTED_GRAPH = "output_graph.pb"
 
 
 def alphabet_for(checkpoint_dir: Path, default: Alphabet) -> Alphabet:
@@ -37,3 +44,18 @@ def freeze(checkpoint_dir: Path, output: Path, arch: Architecture, alphabet: Alp
             frozen = tf.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), output_names)
     frozen = tf.graph_util.extract_sub_graph(frozen, output_names)
     atomic.write_bytes(output, frozen.SerializeToString(deterministic=True))
+
+
+def run_exporter(command: Sequence[str], runner: Runner, *, staging: Path, output: Path, step: str, missing: str,
+                 cwd: Optional[Path] = None) -> None:
+    """Run another project's exporter, whose ``command`` writes output_graph.pb into ``staging``
+    (emptied first), and publish that graph atomically as ``output``; ``missing`` is the error
+    when the exporter finishes without writing it."""
+    if staging.exists():
+        shutil.rmtree(str(staging))
+    runner.run(list(command), step=step, cwd=cwd)
+    exported = staging / EXPORTED_GRAPH
+    if not exported.is_file():
+        raise MissingInputError(missing)
+    atomic.write_bytes(output, exported.read_bytes())
+    shutil.rmtree(str(staging), ignore_errors=True)
