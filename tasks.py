@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 from invoke import Context, Exit, task
 
 from ds2ir import baseimages, build as builds, config, doctor as doctors, fetch, manifest, locks, matrix as matrices
 from ds2ir.docker import Docker, compose_environment, render_env_file
-from ds2ir.errors import Ds2irError
+from ds2ir.errors import ConfigError, Ds2irError
 from ds2ir.runner import Runner, quote
 
 PROJECT = Path(__file__).resolve().parent
@@ -54,6 +55,11 @@ def _builder(target: Optional[str], artifacts: Optional[str], force: bool = Fals
     return builds.Builder(config.load_target(target, project=PROJECT), project=PROJECT,
                           artifacts=Path(artifacts or ARTIFACTS).resolve(), docker=docker, force=force,
                           offline=offline, trust_on_first_use=trust_on_first_use)
+
+
+def _variants_of(target: config.Target) -> List[config.Target]:
+    """The other variants of a target in targets.toml (docs/variants.md)."""
+    return config.TargetsFile.load(project=PROJECT).variants_of(target)
 
 
 def _build(target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool, until: str,
@@ -104,24 +110,68 @@ def convert(c: Context, target: Optional[str] = None, artifacts: Optional[str] =
 
 @task(iterable=["audio"], help={**_help("target", "artifacts", "debug"),
                                 "audio": "a WAV file (repeatable; default: ../shared/data/*.wav, else a test signal)",
-                                "precision": "OpenVINO inference precision: f32 (default) or bf16"})
+                                "precision": "OpenVINO inference precision: f32 (default) or bf16",
+                                "variants": "also verify every variant of the target (docs/variants.md) and compare them"})
 def verify(c: Context, target: Optional[str] = None, audio: Optional[list] = None, precision: str = "f32",
-           artifacts: Optional[str] = None, debug: bool = False) -> None:
+           variants: bool = False, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Prove the IR: stream real audio through IR and TF with carried state, compare, decode; writes verify/report.{json,png}."""
     with user_errors(debug):
         builder = _builder(target, artifacts)
         recordings = [Path(a) for a in audio] if audio else builds.default_recordings(builder.layout, builder.target.architecture)
+        if variants:
+            others = [_builder(variant.name, artifacts) for variant in _variants_of(builder.target)]
+            comparison = builds.verify_variants([builder, *others], recordings, precision)
+            print(comparison.read_text(), end="")
+            return
         report = builder.verify(recordings, precision)
         print(f"[{builder.target.name}] verified {len(recordings)} recording(s) at {precision}: {report}")
 
 
+def _number(option: str, value: Optional[str]) -> Optional[float]:
+    """An optional number option: invoke passes options without a typed default as text."""
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        raise ConfigError(f"--{option} must be a number, got '{value}'") from None
+
+
 @task(help={**_help("target", "artifacts", "debug"), "device": "OpenVINO device (default: CPU)",
-            "precision": "OpenVINO inference precision: f32 (default) or bf16"})
+            "precision": "OpenVINO inference precision: f32 (default) or bf16",
+            "scorer": "a DeepSpeech .scorer: beam search with its language model",
+            "beam_width": "beam search with this width (default with --scorer: the model's metadata_beam_width, 500)",
+            "lm_alpha": "language model weight (with --lm-beta; default: the scorer's)",
+            "lm_beta": "word insertion weight (with --lm-alpha; default: the scorer's)"})
 def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str = "CPU", precision: str = "f32",
-               artifacts: Optional[str] = None, debug: bool = False) -> None:
-    """Transcribe a WAV file with the IR (greedy CTC) and print the real-time factor."""
+               scorer: Optional[str] = None, beam_width: int = 0, lm_alpha: Optional[str] = None,
+               lm_beta: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
+    """Transcribe a WAV file with the IR in the app image (greedy CTC, or beam search) and print the real-time factor."""
     with user_errors(debug):
-        print(_builder(target, artifacts).transcribe(Path(audio).resolve(), device=device, precision=precision), end="")
+        print(_builder(target, artifacts).transcribe(
+            Path(audio).resolve(), device=device, precision=precision, scorer=Path(scorer).resolve() if scorer else None,
+            beam_width=beam_width or None, lm_alpha=_number("lm-alpha", lm_alpha), lm_beta=_number("lm-beta", lm_beta),
+        ), end="")
+
+
+@task(name="package-scorer", help={**_help("target", "artifacts", "debug"),
+                                   "lm": "KenLM binary language model (build_binary -v trie LM.arpa LM.binary)",
+                                   "vocabulary": "text file of the scorer's words, whitespace-separated",
+                                   "output": "the .scorer file to write",
+                                   "default_alpha": "alpha stored in the package (default: the 0.8.2 release scorer's)",
+                                   "default_beta": "beta stored in the package (default: the 0.8.2 release scorer's)"})
+def package_scorer(c: Context, lm: str, vocabulary: str, output: str, target: Optional[str] = None,
+                   default_alpha: Optional[str] = None, default_beta: Optional[str] = None,
+                   artifacts: Optional[str] = None, debug: bool = False) -> None:
+    """Package a KenLM binary and a vocabulary into a DeepSpeech scorer for `invoke transcribe --scorer`."""
+    from ds2ir import scorer
+    from ds2ir.freeze import alphabet_for
+
+    with user_errors(debug):
+        builder = _builder(target, artifacts)
+        alpha, beta = _number("default-alpha", default_alpha), _number("default-beta", default_beta)
+        summary = scorer.package(Path(lm), Path(vocabulary), alphabet_for(builder.layout.checkpoint_dir, builder.target.alphabet),
+                                 Path(output).resolve(), alpha=scorer.RELEASE_ALPHA if alpha is None else alpha,
+                                 beta=scorer.RELEASE_BETA if beta is None else beta)
+        print(json.dumps(summary))
 
 
 @task(help={**_help("target", "artifacts", "debug"),
@@ -130,15 +180,14 @@ def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str
             "cold": "also time no-cache builds of both stage images (minutes; downloads every package again)"})
 def bench(c: Context, target: Optional[str] = None, audio: Optional[str] = None, repeat: int = 5, cold: bool = False,
           artifacts: Optional[str] = None, debug: bool = False) -> None:
-    """Time the IR, TensorFlow 1 and 2 and the native client against the memory-bandwidth bound; time builds."""
-    from ds2ir.bench import Bench, fp16_sibling
+    """Time the IR and its variants, TensorFlow 1 and 2 and the native client against the memory-bandwidth bound; time builds."""
+    from ds2ir.bench import Bench
 
     with user_errors(debug):
         builder = _builder(target, artifacts)
-        sibling = fp16_sibling(config.TargetsFile.load(project=PROJECT), builder.target)
-        fp16 = _builder(sibling.name, artifacts) if sibling else None
+        variants = [_builder(variant.name, artifacts) for variant in _variants_of(builder.target)]
         recording = Path(audio) if audio else builds.default_recordings(builder.layout, builder.target.architecture)[0]
-        report = Bench(builder, fp16=fp16, audio=recording.resolve(), repeat=repeat, cold=cold).run()
+        report = Bench(builder, variants=variants, audio=recording.resolve(), repeat=repeat, cold=cold).run()
         print(report.read_text(), end="")
 
 

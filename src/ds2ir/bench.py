@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple
 import numpy as np
 
 from ds2ir import atomic
-from ds2ir.config import Architecture, ArtifactLayout, Target, TargetsFile
+from ds2ir.config import Architecture, ArtifactLayout, Target
 from ds2ir.errors import Ds2irError, MissingInputError
 
 if TYPE_CHECKING:  # the host side only; containers never import the build machinery
@@ -76,23 +76,43 @@ class WeightTraffic(NamedTuple):
     """Bytes of weights one window streams from memory."""
 
     lstm_per_step: int
+    lstm_per_window: int  # the hoisted input projection: read once per window
     dense_per_window: int
     n_steps: int
 
     @property
     def per_window(self) -> int:
-        return self.n_steps * self.lstm_per_step + self.dense_per_window
+        return self.n_steps * self.lstm_per_step + self.lstm_per_window + self.dense_per_window
 
 
-def weight_traffic(arch: Architecture, n_classes: int, bytes_per_weight: int) -> WeightTraffic:
-    """The LSTM kernel read once per step, the five dense kernels once per window (biases are negligible)."""
+def weight_traffic(arch: Architecture, n_classes: int, bytes_per_weight: int, *, lstm: str = "fused",
+                   lstm_bytes_per_weight: Optional[int] = None) -> WeightTraffic:
+    """The five dense kernels once per window (biases are negligible) and the LSTM kernel: whole at
+    every step (``fused``, as mo makes BlockLSTM), or its input half once per window and its
+    recurrent half at every step (``hoisted``). The LSTM's weights may be held at another width
+    than the dense ones (int8 compression of the default IR leaves the LSTM loop alone)."""
     h = arch.n_hidden
+    lstm_bytes = bytes_per_weight if lstm_bytes_per_weight is None else lstm_bytes_per_weight
     dense = arch.window_width * arch.n_input * h + 3 * h * h + h * n_classes  # layers 1, 2, 3, 5, 6
-    return WeightTraffic((2 * h) * (4 * h) * bytes_per_weight, dense * bytes_per_weight, arch.n_steps)
+    half = h * (4 * h) * lstm_bytes  # the input half W_x or the recurrent half W_h of the kernel
+    if lstm == "hoisted":
+        return WeightTraffic(half, half, dense * bytes_per_weight, arch.n_steps)
+    return WeightTraffic(2 * half, 0, dense * bytes_per_weight, arch.n_steps)
+
+
+def ir_weight_traffic(target: Target, precision: str) -> WeightTraffic:
+    """What a window of ``target``'s IR streams at an inference ``precision``: the CPU plugin holds
+    f32 and FP16-compressed weights at the inference precision, int8 weights as int8, and NNCF
+    compresses the LSTM only where it is plain MatMuls (the hoisted graph)."""
+    held = WEIGHT_BYTES[precision]
+    int8 = target.weight_compression == "int8"
+    return weight_traffic(target.architecture, target.n_classes, 1 if int8 else held, lstm=target.lstm,
+                          lstm_bytes_per_weight=1 if int8 and target.lstm == "hoisted" else held)
 
 
 def bound_seconds(arch: Architecture, n_classes: int, precision: str, bandwidth: float) -> float:
-    """The least time a window can take at ``bandwidth`` bytes/s with weights held at ``precision``."""
+    """The least time a window of the default (fused) graph can take at ``bandwidth`` bytes/s with
+    weights held at ``precision``."""
     return weight_traffic(arch, n_classes, WEIGHT_BYTES[precision]).per_window / bandwidth
 
 
@@ -124,29 +144,45 @@ def summarize(result: Mapping[str, Any], arch: Architecture, n_classes: int, ban
     derived = per_window is None
     samples = [p / windows for p in passes] if per_window is None else [float(s) for s in per_window]
     precision = str(result["precision"])
+    streamed = result.get("weight_bytes_per_window")  # IR rows say what their variant streams
     return Row(
         key=str(result["key"]), engine=str(result["engine"]), precision=precision, threads=str(result["threads"]),
         window=stats(samples), rtf=stats([p / float(result["audio_seconds"]) for p in passes]),
-        bound=bound_seconds(arch, n_classes, precision, bandwidth),
+        bound=float(streamed) / bandwidth if streamed else bound_seconds(arch, n_classes, precision, bandwidth),
         peak_rss_mb=float(result["peak_rss_mb"]), load=float(result["load"][1]), derived=derived,
     )
 
 
-def table_order(key: str) -> Tuple[int, str]:
-    """The IR as ds2ir runs it first, then the other IR rows, TensorFlow, the native client."""
-    rank = 0 if key == IR_KEY else 1 if key.startswith("ir-") else 2 if key.startswith("tf-") else 3
-    return rank, key
+#: the order of IR variants in the tables: the default, its lossy twins, then the hoisted graph's
+VARIANT_ORDER = ("fp32", "fp16", "int8", "hoisted-fp32", "hoisted-fp16", "hoisted-int8")
+
+
+def table_order(key: str) -> Tuple[int, int, int, str]:
+    """The IR as ds2ir runs it first, then each variant (f32 hint, then the CPU's default), TensorFlow,
+    the native client."""
+    if not key.startswith("ir-"):
+        return (2 if key.startswith("tf-") else 3), 0, 0, key
+    variant, precision = key[len("ir-"):], ""
+    for hint in ("-f32", "-bf16", "-default"):
+        if hint in variant:
+            variant, _, rest = variant.partition(hint)
+            precision = hint + rest
+    rank = VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
+    return (0 if key == IR_KEY else 1), rank, (0 if precision == "-f32" else 1), key
 
 
 def ratios(rows: Sequence[Row]) -> Dict[str, float]:
-    """The IR (FP32 at f32) against the others: per-window medians, RTF for the native client, and the bound."""
+    """The IR (FP32 at f32) against the others: per-window medians, RTF for the native client, and the bound;
+    then how much faster each other variant runs at f32 than it."""
     by_key = {row.key: row for row in rows}
     ir = by_key.get(IR_KEY)
     if ir is None:
         return {}
     out = {"IR / bound": ir.x_bound[0]}
     for row in rows:
-        if row.key.startswith("tf-"):
+        if row.key.startswith("ir-") and row.key.endswith("-f32") and row.key != IR_KEY:
+            out[f"speed-up of {row.engine} over the default IR"] = ir.window.median / row.window.median
+        elif row.key.startswith("tf-"):
             out[f"IR / {row.engine}"] = ir.window.median / row.window.median
         elif row.key.startswith("native-"):
             out[f"IR / {row.engine} (RTF)"] = ir.rtf.median / row.rtf.median
@@ -197,23 +233,16 @@ def render_build_costs(costs: Dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def fp16_sibling(targets: TargetsFile, target: Target) -> Optional[Target]:
-    """The target that converts the same checkpoint with --compress_to_fp16 (differs only in ir_precision)."""
-    if target.ir_precision != "FP32":
-        return None
-
-    def essence(candidate: Target) -> Dict[str, object]:
-        data = candidate.fingerprint()
-        for key in ("name", "description", "ir_precision"):
-            data.pop(key)
-        return data
-
-    wanted = essence(target)
-    for name in targets.names:
-        candidate = targets.target(name)
-        if candidate.ir_precision == "FP16" and essence(candidate) == wanted:
-            return candidate
-    return None
+def render_variants(variants: Mapping[str, Mapping[str, Any]], bandwidth: float) -> str:
+    """The IR variants side by side: target, size of the weights file, what a window streams at f32 and
+    the bound that puts on it, and which frozen graph each was converted from."""
+    lines = ["| variant | target | IR .bin MB | weights per window at f32, GB | bound at f32, ms | frozen graph |",
+             "|---|---|---:|---:|---:|---|"]
+    for variant, entry in variants.items():
+        streamed = float(entry["weight_traffic_f32_bytes"])
+        lines.append(f"| {variant} | {entry['target']} | {float(entry['ir_bin_mb']):.0f} | {streamed / 1e9:.2f} "
+                     f"| {_ms(streamed / bandwidth)} | {str(entry['frozen_graph_sha256'])[:12]} |")
+    return "\n".join(lines) + "\n"
 
 
 def cpu_model(cpuinfo: str) -> str:
@@ -327,9 +356,9 @@ IR_SETTINGS: Tuple[Tuple[str, str, Dict[str, Any]], ...] = (
 SETTING_ROUNDS = 3
 
 
-def ir_key(ir_precision: str, precision: str, setting: str = IR_SETTINGS[0][0]) -> str:
-    """The result key of an IR row: ``ir-fp32-f32``, ``ir-fp32-f32-pinned``, ..."""
-    key = f"ir-{ir_precision.lower()}-{precision}"
+def ir_key(variant: str, precision: str, setting: str = IR_SETTINGS[0][0]) -> str:
+    """The result key of an IR row: ``ir-fp32-f32``, ``ir-hoisted-int8-default``, ``ir-fp32-f32-pinned``, ..."""
+    key = f"ir-{variant}-{precision}"
     return key if setting == IR_SETTINGS[0][0] else f"{key}-{setting}"
 
 
@@ -345,11 +374,13 @@ def bench_ir(target: Target, layout: ArtifactLayout, args) -> None:  # type: ign
     timings = time_stream(model, utterance.windows, target.architecture.state_shape, args.repeat)
     used = model.settings()
     version = openvino_version().split("-")[0]
-    engine = f"OpenVINO {version} {target.ir_precision} IR, {args.precision} hint"
-    result = _stream_result(ir_key(target.ir_precision, args.precision, args.setting),
+    engine = f"OpenVINO {version} {target.variant} IR, {args.precision} hint"
+    precision = used["INFERENCE_PRECISION_HINT"]
+    result = _stream_result(ir_key(target.variant, args.precision, args.setting),
                             engine if args.setting == IR_SETTINGS[0][0] else f"{engine}, {label}", utterance, timings,
-                            precision=used["INFERENCE_PRECISION_HINT"], threads=used["INFERENCE_NUM_THREADS"],
-                            settings=used, options=options)
+                            precision=precision, threads=used["INFERENCE_NUM_THREADS"], settings=used, options=options,
+                            variant=target.variant, target=target.name, openvino_version=version,
+                            weight_bytes_per_window=ir_weight_traffic(target, precision).per_window)
     _write_result(layout.root, result, load)
 
 
@@ -453,28 +484,27 @@ def bench_plot(target: Target, layout: ArtifactLayout, args) -> None:  # type: i
     directory = bench_dir(layout.root)
     data = json.loads((directory / "results.json").read_text())
     arch = target.architecture
-    figure, axes = plt.subplots(1, 2, figsize=(16, 5.5),
+    figure, axes = plt.subplots(1, 2, figsize=(max(16.0, 1.25 * (len(data["rows"]) + len(data["settings_rows"]))), 6),
                                 gridspec_kw={"width_ratios": [len(data["rows"]), len(data["settings_rows"])]})
     panels = ((axes[0], data["rows"], f"{target.name}: each engine in its own container"),
               (axes[1], data["settings_rows"], f"f32 IR runtime settings, {SETTING_ROUNDS} alternated containers each"))
     for axis, rows, title in panels:
-        labels = ["\n".join(textwrap.wrap(row["engine"], 20)) + f"\n({row['precision']}){' *' if row['derived'] else ''}"
-                  for row in rows]
+        labels = ["\n".join(textwrap.wrap(row["engine"].replace(f"OpenVINO {data['openvino']} ", ""), 14))
+                  + f"\n({row['precision']}){' *' if row['derived'] else ''}" for row in rows]
         medians = np.array([row["window"]["median"] for row in rows]) * 1e3
         low = medians - np.array([row["window"]["min"] for row in rows]) * 1e3
         high = np.array([row["window"]["p90"] for row in rows]) * 1e3 - medians
         positions = np.arange(len(rows))
         axis.bar(positions, medians, color="tab:blue", label="median")
         axis.errorbar(positions, medians, yerr=[low, high], fmt="none", ecolor="black", capsize=4, label="min .. p90")
-        for precision, style in (("f32", "--"), ("bf16", ":")):
-            axis.axhline(data["bound_ms"][precision], color="tab:red", linestyle=style,
-                         label=f"bound, {precision} weights ({data['bound_ms'][precision]:.0f} ms)")
+        axis.scatter(positions, [row["bound"] * 1e3 for row in rows], marker="_", s=600, color="tab:red", zorder=3,
+                     label="bound: the row's weight bytes / bandwidth")
         axis.set_xticks(positions)
-        axis.set_xticklabels(labels, fontsize=7)
+        axis.set_xticklabels(labels, fontsize=6.5)
         axis.set_title(title, fontsize=10)
     axes[0].set_ylabel(f"ms per {arch.n_steps}-step window ({arch.n_steps * arch.feature_win_step_ms} ms of audio)")
     axes[0].legend(fontsize=8)
-    figure.suptitle(f"DeepSpeech inference per window: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
+    figure.suptitle(f"DeepSpeech inference per window (OpenVINO {data['openvino']}): {data['machine']['cpu']}, {data['machine']['cores']} cores, "
                     f"{data['bandwidth_gb_s']:.1f} GB/s, load {data['machine']['load_at_start']:.1f}")
     figure.text(0.01, 0.01, "* whole-utterance stt() time / windows (features and beam search included)", fontsize=7)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
@@ -497,11 +527,12 @@ class Engine(NamedTuple):
 
 
 class Bench:
-    """`invoke bench`: build, time every engine in its container, time builds, write the tables."""
+    """`invoke bench`: build, time every engine and every variant of the IR in its container, time builds,
+    write the tables. ``variants`` are builders of the target's variants (TargetsFile.variants_of)."""
 
-    def __init__(self, builder: "Builder", *, fp16: Optional["Builder"], audio: Path, repeat: int, cold: bool):
+    def __init__(self, builder: "Builder", *, variants: Sequence["Builder"], audio: Path, repeat: int, cold: bool):
         self.builder = builder
-        self.fp16 = fp16
+        self.variants = list(variants)
         self.audio = audio
         self.repeat = repeat
         self.cold = cold
@@ -512,11 +543,10 @@ class Bench:
         """Everything in one run; returns artifacts/bench/results.md."""
         from ds2ir.build import prepare_recordings
 
-        if not self.fp16:
-            self.say(f"[{self.builder.target.name}] no target differs from it only by ir_precision = \"FP16\" in "
-                     f"targets.toml: the FP16 IR is not benchmarked")
-        builders = [self.builder] + ([self.fp16] if self.fp16 else [])
-        for builder in builders:
+        if not self.variants:
+            self.say(f"[{self.builder.target.name}] no target in targets.toml differs from it only in "
+                     f"ir_precision, lstm or weight_compression: no other IR variant is benchmarked")
+        for builder in [self.builder, *self.variants]:
             builder.build()
         prepare_recordings([self.audio], self.directory / "inputs", self.builder.target.architecture)
         shutil.rmtree(self.directory / "results", ignore_errors=True)
@@ -534,8 +564,9 @@ class Bench:
             for setting in settings[round_:] + settings[:round_]:
                 engines.append(Engine(self.builder, "convert", "bench-ir", ("--precision", "f32", "--setting", setting) + repeat))
         engines.append(Engine(self.builder, "convert", "bench-ir", ("--precision", "default") + repeat))
-        if self.fp16:
-            engines.append(Engine(self.fp16, "convert", "bench-ir", ("--precision", "f32") + repeat))
+        for variant in self.variants:  # each at f32, to compare with the default IR, and at the CPU's default
+            for precision in ("f32", "default"):
+                engines.append(Engine(variant, "convert", "bench-ir", ("--precision", precision) + repeat))
         return engines + [
             Engine(self.builder, "freeze", "bench-tf", repeat),
             Engine(self.builder, "convert", "bench-tf", repeat),
@@ -595,8 +626,7 @@ class Bench:
         memory = raw.pop("memory")
         measured = memory["bandwidth_gb_s"]
         bandwidth = max(value for kind in measured.values() for value in kind.values()) * 1e9
-        precision = self.builder.target.ir_precision
-        settings = {ir_key(precision, "f32", key): label for key, label, _ in IR_SETTINGS}
+        settings = {ir_key(self.builder.target.variant, "f32", key): label for key, label, _ in IR_SETTINGS}
         rows = [summarize(raw[key], arch, n_classes, bandwidth) for key in sorted(raw, key=table_order)
                 if key == IR_KEY or key not in settings]
         settings_rows = [summarize(raw[key], arch, n_classes, bandwidth)._replace(engine=label)
@@ -604,13 +634,17 @@ class Bench:
         machine = {"cpu": cpu_model(Path("/proc/cpuinfo").read_text()), "cores": os.cpu_count(),
                    "memory_gib": round(memory_gib(Path("/proc/meminfo").read_text()), 1),
                    "load_at_start": float(memory["sweeps"][0]["load"])}
-        frozen = [b.output_hashes().get("frozen/output_graph.pb") for b in (self.builder, self.fp16) if b]
+        builders = [self.builder, *self.variants]
         data = {
             "target": self.builder.target.name, "audio": str(self.audio), "repeat": self.repeat, "machine": machine,
             "bandwidth_gb_s": bandwidth / 1e9, "bandwidth_measured_gb_s": measured,
             "bound_ms": {p: bound_seconds(arch, n_classes, p, bandwidth) * 1e3 for p in ("f32", "bf16")},
             "weight_traffic_bytes": weight_traffic(arch, n_classes, WEIGHT_BYTES["f32"])._asdict(),
-            "fp16_same_frozen_graph": len(set(frozen)) == 1 if len(frozen) == 2 else None,
+            "openvino": str(raw.get(IR_KEY, {}).get("openvino_version", "")),
+            "variants": {b.target.variant: {"target": b.target.name, "ir_bin_mb": b.layout.ir_bin.stat().st_size / 1e6,
+                                            "frozen_graph_sha256": b.output_hashes().get("frozen/output_graph.pb"),
+                                            "weight_traffic_f32_bytes": ir_weight_traffic(b.target, "f32").per_window}
+                         for b in builders},
             "rows": [dict(row._asdict(), window=row.window._asdict(), rtf=row.rtf._asdict()) for row in rows],
             "settings_rows": [dict(row._asdict(), window=row.window._asdict(), rtf=row.rtf._asdict()) for row in settings_rows],
             "ratios": ratios(rows), "build_costs": costs, "raw": raw,
@@ -626,6 +660,7 @@ class Bench:
             f"read {render_rates(measured['read'])}; the bound uses {bandwidth / 1e9:.1f} GB/s: "
             f"{data['bound_ms']['f32']:.1f} ms per window with f32 weights, {data['bound_ms']['bf16']:.1f} ms with bf16.\n\n"
             + render_table(rows) + "\n" + render_ratios(data["ratios"])
+            + "\nIR variants (targets.toml, docs/variants.md):\n\n" + render_variants(data["variants"], bandwidth)
             + f"\nRuntime settings of the f32 IR, each in {SETTING_ROUNDS} containers, alternated:\n\n"
             + render_table(settings_rows) + "\n" + render_build_costs(costs)
         )

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ds2ir import archive, atomic, fetch, manifest
+from ds2ir import archive, atomic, fetch, manifest, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, Target, shared_data_dir, targets_file
 from ds2ir.docker import Docker
-from ds2ir.errors import Ds2irError, FetchError, MissingInputError
+from ds2ir.errors import ContainerError, DecoderError, Ds2irError, FetchError, MissingInputError, VerificationError
 
 STAGE_ORDER = ("checkpoint", "freeze", "reference", "convert", "check")
 
@@ -65,11 +65,7 @@ class Hasher:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._cache:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            self._cache[key] = digest.hexdigest()
+            self._cache[key] = fetch.measure(path)[1]
         return self._cache[key]
 
     def tree(self, path: Path, root: Path) -> Dict[str, str]:
@@ -98,10 +94,16 @@ class Builder:
     # -- public --------------------------------------------------------------
 
     def images(self) -> Dict[str, str]:
-        """Build (or find) both stage images; return stage -> tag."""
+        """Build (or find) both stage images; return stage -> tag.
+
+        An image installing DeepSpeech's source (exporter "deepspeech") first gets the
+        release's source archive, fetched and verified on the host like the checkpoint.
+        """
         if not self._images:
             for spec in (self.target.freeze_image, self.target.convert_image):
-                self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project)
+                source = (upstream.fetch_source(spec, offline=self.offline, trust_on_first_use=self.trust_on_first_use)
+                          if spec.source_release else None)
+                self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project, source=source)
         return self._images
 
     def build(self, until: str = STAGE_ORDER[-1]) -> Dict[str, float]:
@@ -310,14 +312,69 @@ class Builder:
             self._container("verify-ir", "convert", "--precision", precision)
         return self.layout.verify_dir / "report.json"
 
-    def transcribe(self, recording: Path, *, device: str, precision: str) -> str:
-        """Run the IR on one WAV as an application would; return what it printed."""
-        self.build()
+    def transcribe(self, recording: Path, *, device: str, precision: str, scorer: Optional[Path] = None,
+                   beam_width: Optional[int] = None, lm_alpha: Optional[float] = None,
+                   lm_beta: Optional[float] = None) -> str:
+        """Run the IR on one WAV as an application would, in the target's app image; return what it printed.
+
+        Greedy decoding, or beam search with ``beam_width`` and/or a ``scorer``. The options and
+        the scorer file are checked here first, so a mistake fails before any container starts.
+        """
+        from ds2ir import decode, scorer as scorers
+
+        decode.check_options(scorer=scorer, beam_width=beam_width, lm_alpha=lm_alpha, lm_beta=lm_beta)
         if not recording.is_file():
             raise MissingInputError(f"The audio file {recording} does not exist.")
+        spec = self.target.application_image
+        if (scorer or beam_width) and "ds-ctcdecoder==" not in (self.project / spec.lock).read_text():
+            raise DecoderError(f"Beam search needs ds_ctcdecoder, but target '{self.target.name}' transcribes in image "
+                               f"'{spec.name}', whose lock {spec.lock} does not install it. Set the target's app_image "
+                               f"in targets.toml to an image that does (app-ov2024.6), or drop --scorer/--beam-width.")
+        if scorer:
+            scorers.inspect(scorer)
+        self.build()
+        self._images["app"] = self.docker.ensure_stage_image(spec, self.project)
         inside = f"/input/{recording.name}"
-        return self._container("transcribe", "convert", "--audio", inside, "--device", device, "--precision", precision,
-                               read_only={recording: inside}, capture=True)
+        mounts = {recording: inside}
+        extra = ["--audio", inside, "--device", device, "--precision", precision]
+        if scorer:
+            mounts[scorer] = f"/input/scorer/{scorer.name}"
+            extra += ["--scorer", mounts[scorer]]
+        extra += ["--beam-width", str(beam_width)] if beam_width else []
+        if lm_alpha is not None and lm_beta is not None:
+            extra += ["--lm-alpha", repr(lm_alpha), "--lm-beta", repr(lm_beta)]
+        return self._container("transcribe", "app", *extra, read_only=mounts, capture=True)
+
+
+def verify_variants(builders: Sequence[Builder], recordings: Sequence[Path], precision: str) -> Path:
+    """Verify a target and each of its variants on the same recordings, then put their errors and
+    transcripts side by side in the first one's ``verify/variants.{json,md}``; return the markdown.
+
+    A variant that fails is recorded and the others still run; the failure is raised at the end.
+    """
+    from ds2ir.verify import render_variant_comparison, variant_comparison
+
+    reports: Dict[str, Dict[str, object]] = {}
+    failures: List[str] = []
+    for builder in builders:
+        report = builder.layout.verify_dir / "report.json"
+        with contextlib.suppress(FileNotFoundError):
+            report.unlink()  # so that a report found after a failure is this run's
+        try:
+            builder.verify(recordings, precision)
+        except ContainerError:  # verify-ir exits non-zero when the IR does not match, after writing its report
+            if not report.is_file():
+                raise
+            failures.append(f"{builder.target.name} ({report})")
+        reports[builder.target.variant] = json.loads(report.read_text())
+    comparison = variant_comparison(reports)
+    directory = builders[0].layout.verify_dir
+    atomic.write_json(directory / "variants.json", comparison)
+    atomic.write_bytes(directory / "variants.md", render_variant_comparison(comparison).encode("utf-8"))
+    if failures:
+        raise VerificationError(f"{len(failures)} of {len(builders)} IR variants do not match TensorFlow: "
+                                f"{', '.join(failures)}; the comparison is in {directory / 'variants.md'}.")
+    return directory / "variants.md"
 
 
 def _digest(data: object) -> str:

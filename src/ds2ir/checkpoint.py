@@ -104,7 +104,7 @@ def check(prefix: Path, arch: Architecture, alphabet: Alphabet) -> None:
         raise CheckpointError(
             f"The checkpoint {prefix} does not match the target's architecture (n_hidden {arch.n_hidden}, "
             f"{alphabet.n_classes} classes): " + "; ".join(problems) + ". Use the checkpoint of the target's "
-            f"release or fix the target's architecture keys in targets.toml."
+            "release or fix the target's architecture keys in targets.toml."
         )
 
 

@@ -55,6 +55,10 @@ def freeze(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> 
         from ds2ir import coqui
 
         coqui.export(target, layout, alphabet, Runner())
+    elif target.exporter == "deepspeech":
+        from ds2ir import upstream
+
+        upstream.export(target, layout, alphabet, Runner())
     else:
         freeze_graph(layout.checkpoint_dir, layout.frozen_graph, target.architecture, alphabet, lstm=target.lstm)
 
@@ -186,26 +190,52 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
 
 
 def transcribe(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
-    """Transcribe a WAV with the IR as an application would; print the text and real-time factor (convert image)."""
+    """Transcribe a WAV with the IR as an application would; print the text and real-time factor (app image).
+
+    Greedy decoding by default; DeepSpeech's beam search with --beam-width and/or --scorer
+    (the beam width defaulting to the model's metadata_beam_width, as in the native client).
+    """
     import time
 
-    from ds2ir.decode import greedy
+    from ds2ir.decode import beam_search, check_options, greedy
     from ds2ir.features import windows_for_file
     from ds2ir.ov_runtime import OVStreamingModel
     from ds2ir.verify import stream, utterance_logits
 
+    check_options(scorer=args.scorer, beam_width=args.beam_width, lm_alpha=args.lm_alpha, lm_beta=args.lm_beta)
     arch = target.architecture
+    alphabet = _alphabet(target, layout)
+    beam_width = args.beam_width or (arch.beam_width if args.scorer else 0)
+    decoder: Dict[str, object] = {"decoder": "beam search", "beam_width": beam_width} if beam_width else {"decoder": "greedy"}
+    lm = None
+    if args.scorer:
+        from ds2ir import scorer
+
+        lm = scorer.load(args.scorer, alphabet, alpha=args.lm_alpha, beta=args.lm_beta)
+        decoder.update(scorer=args.scorer.name, lm_alpha=round(lm.alpha, 6), lm_beta=round(lm.beta, 6))
     model = OVStreamingModel(layout.ir_xml, device=args.device, precision=args.precision)
     started = time.perf_counter()
     _, windows = windows_for_file(args.audio, arch)
     outputs = stream(model, windows.windows, *_zero_state(arch))
-    text = greedy(utterance_logits(outputs["logits"], windows.valid_steps), _alphabet(target, layout))
-    seconds = time.perf_counter() - started
+    decoding = time.perf_counter()
+    probs = utterance_logits(outputs["logits"], windows.valid_steps)
+    text = beam_search(probs, alphabet, beam_width=beam_width, scorer=lm) if beam_width else greedy(probs, alphabet)
+    finished = time.perf_counter()
+    seconds = finished - started
     audio_seconds = windows.n_steps_total * arch.feature_win_step_ms / 1000
     print(text)
     print(json.dumps({"transcript": text, "audio_seconds": round(audio_seconds, 3), "seconds": round(seconds, 4),
-                      "real_time_factor": round(seconds / audio_seconds, 5), "device": args.device,
-                      "precision": args.precision, "windows": int(len(windows.windows))}))
+                      "real_time_factor": round(seconds / audio_seconds, 5), "decode_seconds": round(finished - decoding, 4),
+                      "device": args.device, "precision": args.precision, "windows": int(len(windows.windows)),
+                      **decoder}))
+
+
+def package_scorer(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
+    """Package a KenLM binary and a vocabulary into a DeepSpeech scorer for the target's alphabet."""
+    from ds2ir import scorer
+
+    print(json.dumps(scorer.package(args.lm, args.vocabulary, _alphabet(target, layout), args.output,
+                                    alpha=args.default_alpha, beta=args.default_beta)))
 
 
 def _verify_inputs(layout: ArtifactLayout):  # type: ignore[no-untyped-def]
@@ -251,6 +281,7 @@ COMMANDS: Dict[str, Callable[[Target, ArtifactLayout, argparse.Namespace], None]
     "verify-tf": verify_tf,
     "verify-ir": verify_ir,
     "transcribe": transcribe,
+    "package-scorer": package_scorer,
     "freeze-stage": freeze_stage,
     "convert-stage": convert_stage,
     "bench-memory": bench.bench_memory,
@@ -284,6 +315,19 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         if name == "transcribe":
             sub.add_argument("--audio", type=Path, required=True, help="WAV file to transcribe")
             sub.add_argument("--device", default="CPU", help="OpenVINO device (default: %(default)s)")
+            sub.add_argument("--scorer", type=Path, help="DeepSpeech scorer package: beam search with its language model")
+            sub.add_argument("--beam-width", type=int, help="beam search with this width (default with --scorer: "
+                                                            "the model's metadata_beam_width)")
+            sub.add_argument("--lm-alpha", type=float, help="language model weight (default: the scorer's)")
+            sub.add_argument("--lm-beta", type=float, help="word insertion weight (default: the scorer's)")
+        if name == "package-scorer":
+            from ds2ir.scorer import RELEASE_ALPHA, RELEASE_BETA
+
+            sub.add_argument("--lm", type=Path, required=True, help="KenLM binary (build_binary -v)")
+            sub.add_argument("--vocabulary", type=Path, required=True, help="text file of the words, whitespace-separated")
+            sub.add_argument("--output", type=Path, required=True, help="the .scorer to write")
+            sub.add_argument("--default-alpha", type=float, default=RELEASE_ALPHA, help="alpha stored in the package")
+            sub.add_argument("--default-beta", type=float, default=RELEASE_BETA, help="beta stored in the package")
     return parser.parse_args(argv)
 
 

@@ -37,15 +37,19 @@ LSTM_FINAL_C = LSTM_SCOPE + "/GatherNd"
 LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
 
 CHECKPOINT_KINDS = ("release", "synthetic", "trained")
-#: who writes output_graph.pb: ds2ir's own TF1 graph (graph.py) or Coqui STT's training package
-EXPORTERS = ("builtin", "coqui-stt")
+#: who writes output_graph.pb: ds2ir's own TF1 graph (graph.py), Coqui STT's training package,
+#: or DeepSpeech's own DeepSpeech.py from the release's source archive (upstream.py)
+EXPORTERS = ("builtin", "coqui-stt", "deepspeech")
 #: how a convert image makes the IR: Model Optimizer's CLI, or OpenVINO's TF frontend (no TensorFlow)
 CONVERTERS = ("mo", "tf-frontend")
 IR_PRECISIONS = ("FP32", "FP16")
 LSTM_VARIANTS = ("fused", "hoisted")
 WEIGHT_COMPRESSIONS = ("none", "int8")
+#: the keys that make a variant of a target: the same checkpoint and images, a different IR (docs/variants.md)
+VARIANT_KEYS = ("ir_precision", "lstm", "weight_compression")
 INFERENCE_PRECISIONS = ("f32", "bf16")
-STAGES = ("freeze", "convert")
+#: what an image is for: the freeze or convert stage, or the application (`invoke transcribe`)
+STAGES = ("freeze", "convert", "app")
 TARGETS_ENV = "DS2IR_TARGETS"
 PROJECT_ROOT_ENV = "DS2IR_PROJECT_ROOT"
 # Where stage containers see the artifacts directory and the targets file.
@@ -171,10 +175,18 @@ class ImageSpec:
     python: str
     lock: str
     converter: Optional[str] = None
+    #: freeze images with DeepSpeech's training code: the release whose verified source archive
+    #: the image installs, with these pip constraints (upstream.py); source_url is resolved from it
+    source_release: Optional[str] = None
+    constraints: Optional[str] = None
+    source_url: Optional[str] = None
 
     def build_args(self, base_image: Optional[str] = None) -> Dict[str, str]:
         """The Dockerfile's ARGs (docker-compose.yml passes the same ones)."""
-        return {"BASE_IMAGE": base_image or self.base_image, "LOCK_FILE": self.lock}
+        args = {"BASE_IMAGE": base_image or self.base_image, "LOCK_FILE": self.lock}
+        if self.constraints:
+            args["CONSTRAINTS_FILE"] = self.constraints
+        return args
 
     @property
     def lock_input(self) -> str:
@@ -225,6 +237,13 @@ class Target:
     lstm: str = "fused"
     weight_compression: str = "none"
     alphabet: Alphabet = field(default_factory=Alphabet.default)
+    #: the image `invoke transcribe` runs the IR in; None: the convert image (greedy decoding only)
+    app_image: Optional[ImageSpec] = None
+
+    @property
+    def application_image(self) -> ImageSpec:
+        """The image that runs the IR as an application: ``app_image``, else the convert image."""
+        return self.app_image or self.convert_image
 
     @property
     def n_classes(self) -> int:
@@ -264,7 +283,14 @@ class Target:
         """A plain-data view of the target, for up-to-date checks and manifests."""
         data = asdict(self)
         data["alphabet"] = list(self.alphabet.labels)
+        del data["app_image"]  # runs the finished IR; no build output depends on it
         return data
+
+    @property
+    def variant(self) -> str:
+        """The IR variant in a word or two: fp32, fp16, int8, hoisted-fp32, hoisted-int8."""
+        weights = "int8" if self.weight_compression == "int8" else self.ir_precision.lower()
+        return f"hoisted-{weights}" if self.lstm == "hoisted" else weights
 
 
 @dataclass(frozen=True)
@@ -355,12 +381,12 @@ def targets_file() -> Path:
 
 
 _TOP_KEYS = {"default_target", "images", "releases", "targets", "matrix"}
-_IMAGE_KEYS = {f.name for f in fields(ImageSpec)} - {"name"}
+_IMAGE_KEYS = {f.name for f in fields(ImageSpec)} - {"name", "source_url"}
 _RELEASE_KEYS = {f.name for f in fields(Release)} - {"name"}
 _ARCH_KEYS = {f.name for f in fields(Architecture)} - {"graph_version"}
 _TRAINING_KEYS = {"training_" + f.name if f.name in ("audio", "transcript") else f.name for f in fields(Training)}
 _TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "seed", "freeze_image",
-                "convert_image", "ir_precision", "exporter", "lstm", "weight_compression"} | _ARCH_KEYS
+                "convert_image", "ir_precision", "exporter", "lstm", "weight_compression", "app_image"} | _ARCH_KEYS
 
 
 class TargetsFile:
@@ -371,8 +397,8 @@ class TargetsFile:
         self.source = source
         self._data = data
         _check_keys(data, _TOP_KEYS, source, "")
-        self.images = {name: self._image(name, raw, project) for name, raw in self._table("images").items()}
         self.releases = {name: self._release(name, raw) for name, raw in self._table("releases").items()}
+        self.images = {name: self._image(name, raw, project) for name, raw in self._table("images").items()}
         self._raw_targets = self._table("targets")
         self.default_target = self._get(data, "default_target", str, "")
         self.names = sorted(self._raw_targets)
@@ -394,6 +420,21 @@ class TargetsFile:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
         return cls(data, source=str(path), project=project)
+
+    def variants_of(self, target: Target) -> List[Target]:
+        """The other targets that differ from ``target`` only in VARIANT_KEYS: the same checkpoint,
+        exporter and images giving another IR. The default variant (fp32) comes first."""
+
+        def essence(candidate: Target) -> Dict[str, Any]:
+            data = candidate.fingerprint()
+            for key in ("name", "description") + VARIANT_KEYS:
+                data.pop(key)
+            return data
+
+        wanted = essence(target)
+        found = [self.target(name) for name in self.names if name != target.name]
+        variants = [candidate for candidate in found if essence(candidate) == wanted]
+        return sorted(variants, key=lambda candidate: (candidate.variant != "fp32", candidate.variant))
 
     def target(self, name: Optional[str] = None) -> Target:
         name = name or self.default_target
@@ -421,22 +462,31 @@ class TargetsFile:
         if checkpoint == "release" and release.checkpoint_url is None:
             raise ConfigError(f"release '{release_name}' has no checkpoint_url, so the checkpoint cannot be 'release'; "
                               f"use 'synthetic' or 'trained'", file=self.source, key=f"{key}.checkpoint")
-        return Target(
+        freeze_image = self._image_ref(raw, "freeze_image", "freeze", key)
+        exporter = self._choice(raw, "exporter", EXPORTERS, key) if "exporter" in raw else EXPORTERS[0]
+        if exporter == "deepspeech":
+            self._check_upstream(freeze_image, architecture, key)
+        target = Target(
             name=name,
             description=str(raw.get("description", "")),
             release=release,
             checkpoint=checkpoint,
             seed=self._get(raw, "seed", int, key) if "seed" in raw else 0,
             architecture=architecture,
-            freeze_image=self._image_ref(raw, "freeze_image", "freeze", key),
+            freeze_image=freeze_image,
             convert_image=self._image_ref(raw, "convert_image", "convert", key),
             ir_precision=self._choice(raw, "ir_precision", IR_PRECISIONS, key),
             training=self._training(raw, key) if checkpoint == "trained" else None,
             lstm=self._choice(raw, "lstm", LSTM_VARIANTS, key) if "lstm" in raw else "fused",
             weight_compression=(self._choice(raw, "weight_compression", WEIGHT_COMPRESSIONS, key)
                                 if "weight_compression" in raw else "none"),
-            exporter=self._choice(raw, "exporter", EXPORTERS, key) if "exporter" in raw else EXPORTERS[0],
+            exporter=exporter,
+            app_image=self._app_image_ref(raw, key) if "app_image" in raw else None,
         )
+        if target.lstm == "hoisted" and target.exporter != "builtin":
+            raise ConfigError(f"lstm = \"hoisted\" is a graph of ds2ir's own exporter, but exporter is "
+                              f"\"{target.exporter}\"; drop one of the two", file=self.source, key=f"{key}.lstm")
+        return target
 
     # -- helpers --------------------------------------------------------------
 
@@ -529,10 +579,39 @@ class TargetsFile:
             spec = replace(spec, converter=self._choice(raw, "converter", CONVERTERS, key) if "converter" in raw else CONVERTERS[0])
         elif "converter" in raw:
             raise ConfigError("only convert images have a converter", file=self.source, key=f"{key}.converter")
+        if "source_release" in raw or "constraints" in raw:
+            spec = self._source(spec, raw, project, key)
         if project is not None and not (project / lock).is_file():
             raise ConfigError(f"the lock file {project / lock} does not exist; write the image's pins in "
                               f"{spec.lock_input} and run 'invoke lock'", file=self.source, key=f"{key}.lock")
         return spec
+
+    def _source(self, spec: ImageSpec, raw: Mapping[str, Any], project: Optional[Path], key: str) -> ImageSpec:
+        """A freeze image installing a release's DeepSpeech source: that release and the pip constraints, both given."""
+        if spec.stage != "freeze":
+            raise ConfigError("only freeze images install a release's source", file=self.source, key=f"{key}.source_release")
+        release = self._get(raw, "source_release", str, key)
+        constraints = self._get(raw, "constraints", str, key)
+        if release not in self.releases:
+            raise ConfigError(f"release '{release}' is not defined under [releases]", file=self.source, key=f"{key}.source_release")
+        if constraints.startswith("/") or ".." in PurePosixPath(constraints).parts or "\\" in constraints:
+            raise ConfigError(f"must be a relative path inside the checkout, got '{constraints}'",
+                              file=self.source, key=f"{key}.constraints")
+        if project is not None and not (project / constraints).is_file():
+            raise ConfigError(f"the constraints file {project / constraints} does not exist", file=self.source,
+                              key=f"{key}.constraints")
+        return replace(spec, source_release=release, constraints=constraints, source_url=self.releases[release].source_url)
+
+    def _check_upstream(self, image: ImageSpec, arch: Architecture, key: str) -> None:
+        """DeepSpeech's own exporter needs its source in the freeze image, and can only write its fixed feature shape."""
+        if image.source_release is None:
+            raise ConfigError(f"exporter 'deepspeech' runs DeepSpeech.py from a release's source, but freeze image "
+                              f"'{image.name}' installs none; use a freeze image with source_release and constraints "
+                              f"(e.g. freeze-deepspeech0.8.2)", file=self.source, key=f"{key}.freeze_image")
+        if (arch.n_input, arch.n_context) != (26, 9):
+            raise ConfigError(f"DeepSpeech.py has no flags for n_input and n_context (its util/config.py fixes them at "
+                              f"26 and 9), got {arch.n_input} and {arch.n_context}; use exporter 'builtin' for other "
+                              f"values", file=self.source, key=f"{key}.exporter")
 
     def _release(self, name: str, raw: Any) -> Release:
         key = f"releases.{name}"
@@ -546,6 +625,17 @@ class TargetsFile:
             source_url=self._get(raw, "source_url", str, key),
             n_hidden=self._get(raw, "n_hidden", int, key),
         )
+
+    def _app_image_ref(self, raw: Mapping[str, Any], key: str) -> ImageSpec:
+        """``app_image``: an app image, or a convert image (both hold the OpenVINO runtime)."""
+        image_name = self._get(raw, "app_image", str, key)
+        image = self.images.get(image_name)
+        if image is None:
+            raise ConfigError(f"image '{image_name}' is not defined under [images]", file=self.source, key=f"{key}.app_image")
+        if image.stage == "freeze":
+            raise ConfigError(f"image '{image_name}' is a freeze image; the application needs OpenVINO: an app or "
+                              f"convert image", file=self.source, key=f"{key}.app_image")
+        return image
 
     def _image_ref(self, raw: Mapping[str, Any], name: str, stage: str, key: str) -> ImageSpec:
         image_name = self._get(raw, name, str, key)

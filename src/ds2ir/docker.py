@@ -5,21 +5,24 @@ their failures carry the command, exit code and the last lines of output.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from ds2ir import fetch, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target, targets_file
-from ds2ir.errors import BaseImageError, CommandError, ContainerError, DockerUnavailableError
+from ds2ir.errors import BaseImageError, CommandError, ContainerError, DockerUnavailableError, MissingInputError
 from ds2ir.runner import Runner
 
 OFFLINE_PREFIX = "ds2ir-offline/"
-# Stages have no network, so tools must not try to phone home. NNCF's telemetry forks a
-# sender from a worker thread while the main thread imports: seen deadlocking the
-# int8 compression in about one run of four.
-STAGE_ENVIRONMENT = {"NNCF_CI": "1"}
+# Stages have no network, so tools must not try to phone home. OpenVINO's telemetry (mo's and
+# ovc's, which honour CI=true, and NNCF's, which honours NNCF_CI) forks a sender from a worker
+# thread while the main thread imports: seen deadlocking int8 compression after mo, in the
+# same process, in about one run of four (py-spy: both threads waiting for logging's lock).
+STAGE_ENVIRONMENT = {"CI": "true", "NNCF_CI": "1"}
 # The package files that go into the images, beside the image's lock (.dockerignore keeps out the rest).
 PACKAGE_FILES = ("pyproject.toml", "src")
 # Stage containers carry the artifacts directory they write and the PID of the process that
@@ -113,36 +116,49 @@ class Docker:
         self.runner.say(f"pulled base image {base}")
         return base
 
-    def stage_image_tag(self, spec: ImageSpec, base_image: str, project: Path) -> str:
-        """A tag naming what the image contains: Dockerfile, build args, lock and package source."""
+    def stage_image_tag(self, spec: ImageSpec, base_image: str, project: Path, *, source: Optional[Path] = None) -> str:
+        """A tag naming what the image contains: Dockerfile, build args, lock, constraints, package source
+        and, for images installing DeepSpeech's source (``source_release``), the source archive's SHA-256."""
+        if spec.source_release and source is None:
+            raise MissingInputError(f"Image '{spec.name}' installs release {spec.source_release}'s source archive, "
+                                    f"which was not given; build it through 'invoke images --target T' or 'invoke build'.")
         digest = hashlib.sha256()
         for key, value in sorted(spec.build_args(base_image).items()):
             digest.update(f"{key}={value}\n".encode())
-        for path in [project / spec.dockerfile, project / spec.lock, *_package_files(project)]:
+        constraints = [project / spec.constraints] if spec.constraints else []
+        for path in [project / spec.dockerfile, project / spec.lock, *constraints, *_package_files(project)]:
             digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
+        if source is not None:
+            digest.update(b"source\0" + fetch.measure(source)[1].encode())
         return f"ds2ir/{spec.name}:{digest.hexdigest()[:12]}"
 
-    def ensure_stage_image(self, spec: ImageSpec, project: Path, *, base_image: Optional[str] = None) -> str:
-        """Build the stage image unless an image with the same content tag exists."""
+    def ensure_stage_image(self, spec: ImageSpec, project: Path, *, base_image: Optional[str] = None,
+                           source: Optional[Path] = None) -> str:
+        """Build the stage image unless an image with the same content tag exists (``source``: see stage_image_tag)."""
         base = base_image or self.resolve_base_image(spec.base_image)
-        tag = self.stage_image_tag(spec, base, project)
+        tag = self.stage_image_tag(spec, base, project, source=source)
         if self.image_id(tag):
             self.runner.say(f"image {tag} is up to date")
             return tag
-        self.build_stage_image(spec, project, tag, base_image=base)
+        self.build_stage_image(spec, project, tag, base_image=base, source=source)
         return tag
 
     def build_stage_image(self, spec: ImageSpec, project: Path, tag: str, *, base_image: Optional[str] = None,
-                          no_cache: bool = False) -> None:
-        """Build the stage image as ``tag``; ``no_cache`` rebuilds every layer (what a cold build costs)."""
+                          no_cache: bool = False, source: Optional[Path] = None) -> None:
+        """Build the stage image as ``tag``; ``no_cache`` rebuilds every layer (what a cold build costs).
+
+        The context is the checkout, or with a DeepSpeech ``source`` archive a generated one (upstream.py).
+        """
         base = base_image or self.resolve_base_image(spec.base_image)
         if not self.runner.dry_run and not self.image_id(base):
             base = self.available_base_image(spec)  # fail before docker build, with the fix
-        argv: List[str] = [self.executable, "build", "-f", str(project / spec.dockerfile), "-t", tag]
-        argv += ["--no-cache"] if no_cache else []
-        for key, value in sorted(spec.build_args(base).items()):
-            argv += ["--build-arg", f"{key}={value}"]
-        self.runner.run(argv + [str(project)], step=f"build {spec.stage} image", env={"DOCKER_BUILDKIT": "0"})
+        with contextlib.ExitStack() as stack:
+            context = stack.enter_context(upstream.build_context(spec, project, source)) if source else project
+            argv: List[str] = [self.executable, "build", "-f", str(context / spec.dockerfile), "-t", tag]
+            argv += ["--no-cache"] if no_cache else []
+            for key, value in sorted(spec.build_args(base).items()):
+                argv += ["--build-arg", f"{key}={value}"]
+            self.runner.run(argv + [str(context)], step=f"build {spec.stage} image", env={"DOCKER_BUILDKIT": "0"})
 
     # -- containers ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ root and print the message; ``--debug`` shows the traceback as well.
     ├── MissingInputError      an input file or directory is absent
     ├── CheckpointError        a checkpoint lacks variables or has wrong shapes
     ├── AudioError             an audio file cannot be turned into features
+    ├── DecoderError           beam search cannot run: no ds_ctcdecoder, or not a usable scorer
     ├── VerificationError      the IR does not compute what the TF graph computes
     ├── ReproducibilityError   a rebuild is not bit-identical to the locked hashes
     ├── FetchError             an asset cannot be downloaded, imported or taken from the cache
@@ -36,6 +37,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "ContainerError",
+    "DecoderError",
     "DockerUnavailableError",
     "Ds2irError",
     "FetchError",
@@ -112,6 +114,10 @@ class CheckpointError(Ds2irError):
 
 class AudioError(Ds2irError):
     """An audio file is unreadable or unsupported."""
+
+
+class DecoderError(Ds2irError):
+    """The CTC beam-search decoder is not in the image, or a scorer file is not a usable DeepSpeech scorer."""
 
 
 class VerificationError(Ds2irError):

@@ -177,7 +177,8 @@ def cache_path(url: str, cache: Optional[Path] = None) -> Path:
     return (cache or default_cache_dir()) / key / asset_name(url)
 
 
-def _measure(path: Path) -> Tuple[int, str]:
+def measure(path: Path) -> Tuple[int, str]:
+    """Size and SHA-256 of a file, read in chunks (archives run to gigabytes)."""
     digest = hashlib.sha256()
     size = 0
     with open(str(path), "rb") as stream:
@@ -204,7 +205,7 @@ def _remove_if_empty(directory: Path) -> None:
 def _verify(path: Path, url: str, lock_path: Path, trust_on_first_use: bool, fix: str) -> None:
     """Check ``path`` against the lock's entry for ``url``; pin it if trusted on first use."""
     entry = read_lock(lock_path).get(url, LockEntry())
-    size, digest = _measure(path)
+    size, digest = measure(path)
     if entry.size and size != entry.size:
         raise IntegrityError(file=str(path), url=url, check="size", expected=f"{entry.size} bytes",
                              actual=f"{size} bytes", fix=fix)
@@ -326,7 +327,7 @@ def default_lock_path() -> Path:
 
 def _identify(path: Path, lock_path: Path) -> str:
     entries = read_lock(lock_path)
-    _, digest = _measure(path)
+    _, digest = measure(path)
     by_digest = [url for url, entry in entries.items() if entry.sha256 == digest]
     by_name = [url for url in entries if asset_name(url) == path.name]
     matches = by_digest or by_name

@@ -6,7 +6,7 @@ windows through its model (:func:`stream`) and the results meet here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -83,6 +83,7 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
             "max_scaled": float(scaled.max()),
             "max_reference": float(np.abs(ref).max()),
             "per_window_max_abs": [float(v) for v in delta.max(axis=1)],
+            "per_window_max_scaled": [float(v) for v in scaled.max(axis=1)],
         }
     return report
 
@@ -99,12 +100,17 @@ def utterance_logits(per_window_logits: np.ndarray, valid_steps: int) -> np.ndar
     return flat[: (n_windows - 1) * n_steps + valid_steps]
 
 
-def grows(per_window: List[float]) -> bool:
-    """Whether an error keeps growing over the stream (state drift), not just fluctuating."""
+#: errors below this are float32 rounding, whatever their trend: a growing |c| carries its rounding error along
+DRIFT_FLOOR = 1e-5
+
+
+def grows(per_window: List[float], floor: float = DRIFT_FLOOR) -> bool:
+    """Whether an error keeps growing over the stream (state drift), not just fluctuating or rounding."""
     if len(per_window) < 4:
         return False
     quarter = max(1, len(per_window) // 4)
-    return float(np.mean(per_window[-quarter:])) > 4 * float(np.mean(per_window[:quarter])) + 1e-12
+    late = float(np.mean(per_window[-quarter:]))
+    return late > floor and late > 4 * float(np.mean(per_window[:quarter]))
 
 
 def file_report(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
@@ -123,11 +129,47 @@ def file_report(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.
         "max_abs": max(float(entry["max_abs"]) for entry in outputs.values()),  # type: ignore[arg-type]
         "max_scaled": max_scaled,
         "outputs": outputs,
-        "state_drift": any(grows(outputs[name]["per_window_max_abs"]) for name in ("state_c", "state_h")),  # type: ignore[arg-type]
+        "state_drift": any(grows(outputs[name]["per_window_max_scaled"]) for name in ("state_c", "state_h")),  # type: ignore[arg-type]
         "transcripts": transcripts,
         "transcripts_equal": len(set(transcripts.values())) == 1,
         "passed": within(max_scaled, tolerance) and (len(set(transcripts.values())) == 1 or not same_transcript),
     }
+
+
+def variant_comparison(reports: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
+    """The verify reports of a target's IR variants (variant -> report.json), file by file: TF's transcript,
+    then each variant's error, drift and transcript. The first report is the default IR's."""
+    first = next(iter(reports.values()))
+    files: Dict[str, Any] = {}
+    for name in first["files"]:
+        rows = {}
+        for variant, report in reports.items():
+            entry = report["files"].get(name)
+            if entry is None:
+                continue
+            rows[variant] = {"target": report["target"], "tolerance": report["tolerance"], "max_abs": entry["max_abs"],
+                             "max_scaled": entry["max_scaled"], "state_drift": entry["state_drift"],
+                             "transcript": entry["transcripts"]["ir"], "passed": entry["passed"]}
+        files[name] = {"source": first["files"][name].get("source"), "tf": first["files"][name]["transcripts"]["tf"],
+                       "variants": rows}
+    return {"inference_precision": first["inference_precision"], "files": files,
+            "passed": all(report["passed"] for report in reports.values())}
+
+
+def render_variant_comparison(comparison: Mapping[str, Any]) -> str:
+    """``variant_comparison`` as markdown: a table per recording, TF's transcript on its first line."""
+    parts = [f"IR variants against TensorFlow, {comparison['inference_precision']} inference; "
+             f"|Δ| is max |IR - TF| / max(1, |TF|) over logits and both states, every window, state carried.\n"]
+    for name, entry in comparison["files"].items():
+        parts.append(f"\n### {name}\n\n| IR | target | max scaled \\|Δ\\| | tolerance | state drift | greedy transcript | passed |\n"
+                     f"|---|---|---:|---:|---|---|---|\n| TF frozen graph | | | | | {entry['tf']} | |\n")
+        for variant, row in entry["variants"].items():
+            tolerance = "reported" if row["tolerance"] is None else f"{row['tolerance']:g}"
+            same = "" if row["transcript"] == entry["tf"] else " (differs from TF)"
+            passed = "n/a" if row["tolerance"] is None else "yes" if row["passed"] else "NO"
+            parts.append(f"| {variant} | {row['target']} | {row['max_scaled']:.2g} | {tolerance} "
+                         f"| {'grows' if row['state_drift'] else 'no'} | {row['transcript']}{same} | {passed} |\n")
+    return "".join(parts)
 
 
 def plot(path: Path, files: Mapping[str, Mapping[str, object]], logits: Mapping[str, Mapping[str, np.ndarray]]) -> None:

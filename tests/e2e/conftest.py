@@ -23,3 +23,11 @@ def full_build(tmp_path_factory) -> Dict[str, object]:
     artifacts = tmp_path_factory.mktemp("artifacts")
     result = invoke("build", "--target", "synthetic-0.8.2", "--artifacts", str(artifacts))
     return {"artifacts": artifacts, "output": result.stdout}
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory):
+    """`invoke build --target ldc93s1-smoke` (trained on LDC93S1 here), shared by the modules that use it."""
+    artifacts = tmp_path_factory.mktemp("smoke")
+    invoke("build", "--target", "ldc93s1-smoke", "--artifacts", str(artifacts))
+    return artifacts

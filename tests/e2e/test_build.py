@@ -6,7 +6,6 @@ import os
 import time
 
 import numpy as np
-import pytest
 
 from ds2ir import config
 from ds2ir.config import ArtifactLayout

@@ -14,10 +14,8 @@ SENTENCE = "she had your dark suit in greasy wash water all year"
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    artifacts = tmp_path_factory.mktemp("smoke")
-    invoke("build", "--target", "ldc93s1-smoke", "--artifacts", str(artifacts))
-    return artifacts
+def smoke(smoke_build):
+    return smoke_build
 
 
 def test_training_reaches_the_sentence(smoke):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ds2ir.config import ArtifactLayout
+from ds2ir.config import ArtifactLayout, shared_data_dir
 from tests.e2e.helpers import invoke, last_json, stage_command
 
 
@@ -51,3 +51,18 @@ def test_int8_weights_are_smaller_and_close(variants):
     assert report["tolerance"] is None and report["passed"] is True  # reported, judged by transcripts
     assert 0 < report["max_scaled"] < 1
     print(f"int8 weights: max scaled |Δ| vs TF {report['max_scaled']:.3g}")
+
+
+def test_verify_variants_puts_every_variant_next_to_tf_on_real_speech(variants):
+    recording = shared_data_dir() / "LDC93S1.wav"
+    result = invoke("verify", "--target", "synthetic-small", "--variants", "--audio", str(recording),
+                    "--artifacts", str(variants))
+    comparison = json.loads((ArtifactLayout(variants, "synthetic-small").verify_dir / "variants.json").read_text())
+    (entry,) = comparison["files"].values()
+    rows = entry["variants"]
+    assert list(rows) == ["fp32", "hoisted-fp32", "int8"]
+    for variant in ("fp32", "hoisted-fp32"):  # gated: f32 IR within 1e-5 of TF, the same transcript
+        assert rows[variant]["max_scaled"] <= 1e-5 and rows[variant]["transcript"] == entry["tf"], variant
+    assert rows["int8"]["tolerance"] is None and rows["int8"]["max_scaled"] > rows["fp32"]["max_scaled"]
+    assert comparison["passed"] is True
+    assert "| hoisted-fp32 | synthetic-small-fast |" in result.stdout

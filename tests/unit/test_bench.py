@@ -50,6 +50,14 @@ ir_precision = "FP16"
 extends = "base"
 n_hidden = 64
 
+[targets.base-int8]
+extends = "base"
+weight_compression = "int8"
+
+[targets.base-fast-int8]
+extends = "base-int8"
+lstm = "hoisted"
+
 [targets.other-seed-half]
 extends = "base"
 seed = 1
@@ -87,6 +95,29 @@ def test_weight_traffic_of_the_release_architecture():
     assert traffic.dense_per_window == (494 * 2048 + 3 * 2048 * 2048 + 2048 * 29) * 4
     assert traffic.per_window == 16 * traffic.lstm_per_step + traffic.dense_per_window
     assert traffic.per_window == pytest.approx(2.2e9, rel=0.01)
+
+
+def test_hoisted_lstm_reads_the_input_half_of_the_kernel_once_per_window():
+    fused = bench.weight_traffic(RELEASE, N_CLASSES, 4)
+    hoisted = bench.weight_traffic(RELEASE, N_CLASSES, 4, lstm="hoisted")
+    half = 2048 * 8192 * 4
+    assert hoisted.lstm_per_step == half and hoisted.lstm_per_window == half
+    assert fused.per_window - hoisted.per_window == 15 * half  # W_x read once instead of 16 times
+    assert hoisted.per_window == pytest.approx(1.2e9, rel=0.02)
+
+
+def test_ir_weight_traffic_follows_the_variant(targets: TargetsFile):
+    def per_window(name: str, precision: str = "f32") -> int:
+        return bench.ir_weight_traffic(targets.target(name), precision).per_window
+
+    f32 = bench.weight_traffic(RELEASE, N_CLASSES, 4)
+    assert per_window("base") == f32.per_window
+    assert per_window("base-half") == f32.per_window  # FP16 weights are held at f32 for an f32 hint
+    assert per_window("base", "bf16") == f32.per_window // 2
+    # int8 on the default IR: the dense layers shrink, the LSTM loop stays at the inference precision
+    assert per_window("base-int8") == 16 * f32.lstm_per_step + f32.dense_per_window // 4
+    # int8 on the hoisted IR: everything is a MatMul, everything is one byte
+    assert per_window("base-fast-int8") == bench.weight_traffic(RELEASE, N_CLASSES, 1, lstm="hoisted").per_window
 
 
 def test_bound_is_bytes_over_bandwidth_and_halves_with_bf16_weights():
@@ -137,6 +168,11 @@ def test_summarize_a_streamed_engine():
     assert row.load == 1.5 and not row.derived
 
 
+def test_summarize_takes_the_bound_from_the_bytes_the_variant_streams():
+    result = stream_result("ir-hoisted-fp32-f32", [30, 40], weight_bytes_per_window=1.1e9)
+    assert bench.summarize(result, RELEASE, N_CLASSES, 22e9).bound == pytest.approx(0.05)
+
+
 def test_summarize_the_native_client_divides_the_utterance_by_its_windows():
     result = stream_result("native-0.9.3", [100, 100])
     del result["window_seconds"]
@@ -155,6 +191,15 @@ def test_ratios_compare_the_f32_ir_with_tf_the_native_client_and_the_bound():
     assert bench.ratios(rows[1:]) == {}
 
 
+def test_ratios_give_each_variant_speed_up_over_the_default_ir_at_f32():
+    rows = [bench.summarize(stream_result(key, ms), RELEASE, N_CLASSES, 22e9)
+            for key, ms in (("ir-fp32-f32", [100, 100]), ("ir-hoisted-fp32-f32", [40, 40]),
+                            ("ir-hoisted-fp32-default", [20, 20]))]
+    values = bench.ratios(rows)
+    assert values["speed-up of ir-hoisted-fp32-f32 over the default IR"] == pytest.approx(2.5)
+    assert not any("default over" in name or "-default" in name for name in values)
+
+
 def test_render_table_has_a_row_per_engine_and_marks_derived_times():
     native = stream_result("native-0.9.3", [400, 400])
     del native["window_seconds"]
@@ -171,10 +216,15 @@ def test_render_build_costs_rounds_seconds():
     assert "| warm rebuild after clean, s | 41.2 |" in text and "| note | from the log |" in text
 
 
-def test_fp16_sibling_is_the_target_that_differs_only_by_ir_precision(targets: TargetsFile):
-    assert bench.fp16_sibling(targets, targets.target("base")).name == "base-half"
-    assert bench.fp16_sibling(targets, targets.target("small")) is None
-    assert bench.fp16_sibling(targets, targets.target("base-half")) is None
+def test_variants_table_names_each_ir_its_size_traffic_and_frozen_graph():
+    table = bench.render_variants({
+        "fp32": {"target": "t", "ir_bin_mb": 189.2, "frozen_graph_sha256": "ab" * 32, "weight_traffic_f32_bytes": 2.2e9},
+        "hoisted-int8": {"target": "t-fast-int8", "ir_bin_mb": 47.4, "frozen_graph_sha256": "cd" * 32,
+                         "weight_traffic_f32_bytes": 0.3e9},
+    }, 20e9)
+    lines = table.splitlines()
+    assert lines[2] == "| fp32 | t | 189 | 2.20 | 110.0 | abababababab |"
+    assert lines[3] == "| hoisted-int8 | t-fast-int8 | 47 | 0.30 | 15.0 | cdcdcdcdcdcd |"
 
 
 def test_machine_description_from_proc():
@@ -184,9 +234,11 @@ def test_machine_description_from_proc():
 
 
 def test_table_order_puts_the_ir_as_ds2ir_runs_it_first():
-    keys = ["native-0.9.3", "tf-2.17.1", "ir-fp16-f32", "tf-1.15.5", "ir-fp32-f32-pinned", "ir-fp32-f32"]
+    keys = ["native-0.9.3", "tf-2.17.1", "ir-hoisted-fp32-default", "ir-fp16-f32", "tf-1.15.5", "ir-fp32-f32-pinned",
+            "ir-hoisted-fp32-f32", "ir-fp32-default", "ir-fp32-f32"]
     assert sorted(keys, key=bench.table_order) == [
-        "ir-fp32-f32", "ir-fp16-f32", "ir-fp32-f32-pinned", "tf-1.15.5", "tf-2.17.1", "native-0.9.3"]
+        "ir-fp32-f32", "ir-fp32-default", "ir-fp32-f32-pinned", "ir-fp16-f32", "ir-hoisted-fp32-f32",
+        "ir-hoisted-fp32-default", "tf-1.15.5", "tf-2.17.1", "native-0.9.3"]
 
 
 def test_render_rates_by_thread_count():
@@ -204,6 +256,6 @@ def test_merge_runs_appends_passes_and_keeps_the_worst_rss_and_the_whole_load_sp
 
 
 def test_ir_keys_name_the_setting_unless_it_is_ds2ir_own():
-    assert bench.ir_key("FP32", "f32") == bench.IR_KEY
-    assert bench.ir_key("FP16", "default") == "ir-fp16-default"
-    assert bench.ir_key("FP32", "f32", "openvino-defaults") == "ir-fp32-f32-openvino-defaults"
+    assert bench.ir_key("fp32", "f32") == bench.IR_KEY
+    assert bench.ir_key("hoisted-int8", "default") == "ir-hoisted-int8-default"
+    assert bench.ir_key("fp32", "f32", "openvino-defaults") == "ir-fp32-f32-openvino-defaults"

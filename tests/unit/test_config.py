@@ -141,6 +141,16 @@ def test_version_swap_targets_share_images_and_change_only_what_they_name():
     assert ov2022.mo_arguments() == base.mo_arguments() == tf152.mo_arguments()
 
 
+def test_variants_of_a_target_differ_only_in_the_ir_they_make():
+    targets = TargetsFile.load()
+    variants = {t.name: t.variant for t in targets.variants_of(targets.target("synthetic-small"))}
+    assert variants == {"synthetic-small-fast": "hoisted-fp32", "synthetic-small-int8": "int8"}
+    # A variant's variants: the default comes first, and version swaps (other images) are not variants.
+    of_fast = [t.name for t in targets.variants_of(targets.target("synthetic-0.8.2-fast"))]
+    assert of_fast[0] == "synthetic-0.8.2" and "synthetic-0.8.2-fast" not in of_fast
+    assert "synthetic-0.8.2-ov2022.3" not in of_fast and "synthetic-0.8.2-fp16" in of_fast
+
+
 def test_converter_and_exporter_defaults_and_choices():
     assert load_target("synthetic-0.8.2").convert_image.converter == "mo"
     assert load_target("synthetic-0.8.2").freeze_image.converter is None
@@ -164,6 +174,7 @@ def test_ir_inputs_and_outputs_are_the_mo_cut():
     ('\n[images.x]\nstage = "convert"\ndockerfile = "D"\nbase_image = "b"\npython = "3.7"\nlock = "l.txt"\nconverter = "ovc"\n',
      "images.x.converter"),
     ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\ncheckpoint = "release"\n', "targets.x.checkpoint"),
+    ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\nlstm = "hoisted"\n', "targets.x.lstm"),
 ])
 def test_bad_exporter_converter_or_checkpoint_source_names_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as excinfo:

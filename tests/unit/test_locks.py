@@ -33,9 +33,11 @@ def _requirement(line: str) -> Tuple[str, Optional[str], Optional[str]]:
 
 
 def _entries(path: Path) -> List[str]:
-    """The requirement entries of a requirements file, continuation lines joined."""
+    """The requirement entries of a requirements file, continuation lines joined; ``-c FILE`` adds FILE's."""
     text = path.read_text(encoding="utf-8").replace("\\\n", " ")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [entry for line in lines
+            for entry in (_entries(path.parent / line[2:].strip()) if line.startswith("-c ") else [line])]
 
 
 def _pins(lock: str) -> Dict[str, str]:

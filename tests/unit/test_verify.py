@@ -54,6 +54,8 @@ def test_utterance_logits_keeps_only_real_steps():
 def test_growth_across_windows_is_drift_but_noise_is_not():
     assert verify.grows([1e-7, 1e-7, 2e-7, 1e-6, 5e-6, 1e-5, 3e-5, 8e-5])
     assert not verify.grows([3e-6, 1e-6, 4e-6, 2e-6, 3e-6, 1e-6, 4e-6, 2e-6])
+    # Rounding that grows with the state it rounds stays below the floor: not drift.
+    assert not verify.grows([1e-7, 2e-7, 5e-7, 1e-6, 2e-6, 3e-6, 4e-6, 5e-6])
 
 
 def test_file_report_fails_on_different_transcripts_even_when_close():
@@ -73,3 +75,30 @@ def test_random_inputs_are_seeded():
     a, b = verify.random_inputs(ARCH, 7), verify.random_inputs(ARCH, 7)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert a["windows"].shape == (3,) + ARCH.input_shape
+
+
+def _report(target, tolerance, transcript, max_scaled, drift=False, passed=True):
+    entry = {"max_abs": max_scaled, "max_scaled": max_scaled, "state_drift": drift, "passed": passed, "source": "a.wav",
+             "transcripts": {"tf": "she had", "ir": transcript}}
+    return {"target": target, "inference_precision": "f32", "tolerance": tolerance, "passed": passed,
+            "files": {"00-a": entry}}
+
+
+def test_variant_comparison_puts_each_variant_next_to_tf():
+    comparison = verify.variant_comparison({
+        "fp32": _report("t", 1e-5, "she had", 3e-6),
+        "int8": _report("t-int8", None, "she ad", 0.4, drift=True),
+    })
+    assert comparison["passed"] is True and comparison["files"]["00-a"]["tf"] == "she had"
+    assert comparison["files"]["00-a"]["variants"]["int8"]["state_drift"] is True
+    lines = verify.render_variant_comparison(comparison).splitlines()
+    assert "| TF frozen graph | | | | | she had | |" in lines
+    assert "| fp32 | t | 3e-06 | 1e-05 | no | she had | yes |" in lines
+    assert "| int8 | t-int8 | 0.4 | reported | grows | she ad (differs from TF) | n/a |" in lines
+
+
+def test_variant_comparison_fails_when_any_variant_fails():
+    comparison = verify.variant_comparison({"fp32": _report("t", 1e-5, "she had", 3e-6),
+                                            "hoisted-fp32": _report("t-fast", 1e-5, "she had", 2e-4, passed=False)})
+    assert comparison["passed"] is False
+    assert "| hoisted-fp32 | t-fast | 0.0002 | 1e-05 | no | she had | NO |" in verify.render_variant_comparison(comparison)
