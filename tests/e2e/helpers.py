@@ -1,6 +1,7 @@
 """Helpers for end-to-end tests: run invoke tasks and stage commands for real."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -8,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ds2ir import config
 from ds2ir.config import load_target, targets_file
 from ds2ir.docker import Docker
+from ds2ir.fetch import LockEntry, write_lock
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -37,3 +40,13 @@ def stage_command(docker: Docker, target_name: str, stage: str, args: List[str],
 
 def last_json(output: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
+
+
+def pinned_assets_environment(directory: Path, targets_text: str, assets: Dict[str, bytes]) -> Dict[str, str]:
+    """The environment for invoke with ``targets_text`` as the targets file, an assets lock pinning each
+    URL to its genuine body (size, SHA-256) and an empty download cache, all under ``directory``."""
+    targets = directory / "targets.toml"
+    targets.write_text(targets_text)
+    lock = directory / "assets.lock.toml"
+    write_lock(lock, {url: LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest()) for url, body in assets.items()})
+    return {config.TARGETS_ENV: str(targets), "DS2IR_ASSETS_LOCK": str(lock), "DS2IR_CACHE": str(directory / "cache")}

@@ -1,15 +1,12 @@
 """A release target fetched from a loopback server: download, verify, extract, check, freeze, convert."""
 from __future__ import annotations
 
-import hashlib
 import shutil
 
-from ds2ir import config
 from ds2ir.config import ArtifactLayout
-from ds2ir.fetch import LockEntry, write_lock
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests._support.tarballs import release_tarball
-from tests.e2e.helpers import PROJECT, invoke
+from tests.e2e.helpers import PROJECT, invoke, pinned_assets_environment
 
 ASSET = "/releases/v0.0-test/deepspeech-test-checkpoint.tar.gz"
 
@@ -24,8 +21,7 @@ def test_release_target_is_fetched_verified_and_built(tmp_path, asset_server):  
     body = tarball.read_bytes()
     url = asset_server.add(ASSET, body)
 
-    targets = tmp_path / "targets.toml"
-    targets.write_text((PROJECT / "targets.toml").read_text() + f"""
+    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text() + f"""
 [releases."test"]
 graph_version = 6
 checkpoint_url = "{url}"
@@ -36,10 +32,7 @@ n_hidden = 64
 extends = "synthetic-small"
 release = "test"
 checkpoint = "release"
-""")
-    lock = tmp_path / "assets.lock.toml"
-    write_lock(lock, {url: LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest())})
-    env = {config.TARGETS_ENV: str(targets), "DS2IR_ASSETS_LOCK": str(lock), "DS2IR_CACHE": str(tmp_path / "cache")}
+""", {url: body})
     artifacts = tmp_path / "artifacts"
 
     invoke("build", "--target", "fetched-small", "--artifacts", str(artifacts), env=env)
@@ -57,13 +50,9 @@ checkpoint = "release"
 def test_tampered_release_is_refused_and_nothing_is_extracted(tmp_path, asset_server):  # noqa: F811
     body = release_tarball(tmp_path / "release.tar.gz").read_bytes()
     url = asset_server.add(ASSET, body, served_body=body[:-10] + b"0123456789")
-    targets = tmp_path / "targets.toml"
-    targets.write_text((PROJECT / "targets.toml").read_text().replace(
+    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text().replace(
         'checkpoint_url = "https://github.com/mozilla/DeepSpeech/releases/download/v0.8.2/deepspeech-0.8.2-checkpoint.tar.gz"',
-        f'checkpoint_url = "{url}"'))
-    lock = tmp_path / "assets.lock.toml"
-    write_lock(lock, {url: LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest())})
-    env = {config.TARGETS_ENV: str(targets), "DS2IR_ASSETS_LOCK": str(lock), "DS2IR_CACHE": str(tmp_path / "cache")}
+        f'checkpoint_url = "{url}"'), {url: body})
     result = invoke("build", "--artifacts", str(tmp_path / "artifacts"), env=env, check=False)
     assert result.returncode != 0 and "sha256" in result.stdout and "Traceback" not in result.stdout
     assert not (tmp_path / "artifacts" / "deepspeech-0.8.2" / "checkpoint").exists()

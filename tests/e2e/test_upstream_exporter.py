@@ -8,19 +8,16 @@ synthetic-small-tf1.15.2 image shares, to keep CI cheap. The refusals need no im
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Dict, Tuple
 
-from ds2ir import config
 from ds2ir.config import ArtifactLayout
-from ds2ir.fetch import LockEntry, write_lock
 from ds2ir.upstream import SOURCE_DIR
 from tests._support.http_server import AssetServer, asset_server  # noqa: F401  (pytest fixture)
 from tests._support.upstream_source import RECORD, upstream_source_archive
-from tests.e2e.helpers import PROJECT, invoke
+from tests.e2e.helpers import PROJECT, invoke, pinned_assets_environment
 
 ASSET = "/mozilla/DeepSpeech/archive/v0.8.2.tar.gz"
 TARGET = "upstream-small"
@@ -31,8 +28,7 @@ def _setup(tmp_path: Path, server: AssetServer, *, tamper: bool = False) -> Tupl
     assets lock, add the test target; return the environment and the archive's URL."""
     body = upstream_source_archive(tmp_path / "v0.8.2.tar.gz").read_bytes()
     url = server.add(ASSET, body, served_body=body[:-10] + b"0123456789" if tamper else None)
-    targets = tmp_path / "targets.toml"
-    targets.write_text((PROJECT / "targets.toml").read_text() + f"""
+    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text() + f"""
 [releases."upstream-test"]
 graph_version = 6
 source_url = "{url}"
@@ -52,10 +48,7 @@ extends = "synthetic-small"
 release = "upstream-test"
 freeze_image = "freeze-upstream-test"
 exporter = "deepspeech"
-""")
-    lock = tmp_path / "assets.lock.toml"
-    write_lock(lock, {url: LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest())})
-    env = {config.TARGETS_ENV: str(targets), "DS2IR_ASSETS_LOCK": str(lock), "DS2IR_CACHE": str(tmp_path / "cache")}
+""", {url: body})
     return env, url
 
 
