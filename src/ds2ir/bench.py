@@ -615,7 +615,7 @@ class Bench:
         for spec in (self.builder.target.freeze_image, self.builder.target.convert_image):
             tag = f"ds2ir-bench/{spec.name}:cold"
             started = time.monotonic()
-            docker.build_stage_image(spec, self.builder.project, tag, no_cache=True)
+            docker.build_stage_image(spec, self.builder.project, tag, no_cache=True, source=self.builder.source_archive(spec))
             costs[f"cold {spec.stage} image build (--no-cache), s"] = time.monotonic() - started
             docker.runner.run([docker.executable, "image", "rm", tag], step="remove cold image", quiet=True)
         return costs

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ds2ir import archive, atomic, fetch, manifest, upstream
-from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, Target, shared_data_dir, targets_file
+from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, shared_data_dir, targets_file
 from ds2ir.docker import Docker
 from ds2ir.errors import ContainerError, DecoderError, Ds2irError, FetchError, MissingInputError, VerificationError
 
@@ -101,10 +101,14 @@ class Builder:
         """
         if not self._images:
             for spec in (self.target.freeze_image, self.target.convert_image):
-                source = (upstream.fetch_source(spec, offline=self.offline, trust_on_first_use=self.trust_on_first_use)
-                          if spec.source_release else None)
-                self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project, source=source)
+                self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project, source=self.source_archive(spec))
         return self._images
+
+    def source_archive(self, spec: ImageSpec) -> Optional[Path]:
+        """The verified source archive an image installs (``source_release``), fetched on the host; else None."""
+        if not spec.source_release:
+            return None
+        return upstream.fetch_source(spec, offline=self.offline, trust_on_first_use=self.trust_on_first_use)
 
     def build(self, until: str = STAGE_ORDER[-1]) -> Dict[str, float]:
         """Run every stage up to ``until``; return wall seconds of the stages that ran."""
