@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import traceback
@@ -161,17 +160,19 @@ def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str
 def package_scorer(c: Context, lm: str, vocabulary: str, output: str, target: Optional[str] = None,
                    default_alpha: Optional[str] = None, default_beta: Optional[str] = None,
                    artifacts: Optional[str] = None, debug: bool = False) -> None:
-    """Package a KenLM binary and a vocabulary into a DeepSpeech scorer for `invoke transcribe --scorer`."""
-    from ds2ir import scorer
-    from ds2ir.freeze import alphabet_for
+    """Package a KenLM binary and a vocabulary into a DeepSpeech scorer for `invoke transcribe --scorer`.
 
-    with user_errors(debug):
-        builder = _builder(target, artifacts)
-        alpha, beta = _number("default-alpha", default_alpha), _number("default-beta", default_beta)
-        summary = scorer.package(Path(lm), Path(vocabulary), alphabet_for(builder.layout.checkpoint_dir, builder.target.alphabet),
-                                 Path(output).resolve(), alpha=scorer.RELEASE_ALPHA if alpha is None else alpha,
-                                 beta=scorer.RELEASE_BETA if beta is None else beta)
-        print(json.dumps(summary))
+    Plain Python, so it runs here on the host: ds2ir's own `package-scorer` command, in-process.
+    """
+    from ds2ir import cli
+
+    argv = ["--debug"] if debug else []
+    argv += ["package-scorer", "--artifacts", str(Path(artifacts or ARTIFACTS).resolve()), "--lm", str(Path(lm).resolve()),
+             "--vocabulary", str(Path(vocabulary).resolve()), "--output", str(Path(output).resolve())]
+    argv += ["--target", target] if target else []
+    argv += ["--default-alpha", default_alpha] if default_alpha is not None else []
+    argv += ["--default-beta", default_beta] if default_beta is not None else []
+    cli.main(argv)
 
 
 @task(help={**_help("target", "artifacts", "debug"),

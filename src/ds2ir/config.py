@@ -628,22 +628,24 @@ class TargetsFile:
 
     def _app_image_ref(self, raw: Mapping[str, Any], key: str) -> ImageSpec:
         """``app_image``: an app image, or a convert image (both hold the OpenVINO runtime)."""
-        image_name = self._get(raw, "app_image", str, key)
-        image = self.images.get(image_name)
-        if image is None:
-            raise ConfigError(f"image '{image_name}' is not defined under [images]", file=self.source, key=f"{key}.app_image")
+        image = self._named_image(raw, "app_image", key)
         if image.stage == "freeze":
-            raise ConfigError(f"image '{image_name}' is a freeze image; the application needs OpenVINO: an app or "
+            raise ConfigError(f"image '{image.name}' is a freeze image; the application needs OpenVINO: an app or "
                               f"convert image", file=self.source, key=f"{key}.app_image")
         return image
 
     def _image_ref(self, raw: Mapping[str, Any], name: str, stage: str, key: str) -> ImageSpec:
+        image = self._named_image(raw, name, key)
+        if image.stage != stage:
+            raise ConfigError(f"image '{image.name}' is a {image.stage} image, not a {stage} image", file=self.source, key=f"{key}.{name}")
+        return image
+
+    def _named_image(self, raw: Mapping[str, Any], name: str, key: str) -> ImageSpec:
+        """The image a target's key ``name`` names, defined under [images]."""
         image_name = self._get(raw, name, str, key)
         image = self.images.get(image_name)
         if image is None:
             raise ConfigError(f"image '{image_name}' is not defined under [images]", file=self.source, key=f"{key}.{name}")
-        if image.stage != stage:
-            raise ConfigError(f"image '{image_name}' is a {image.stage} image, not a {stage} image", file=self.source, key=f"{key}.{name}")
         return image
 
 
