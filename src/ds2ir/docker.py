@@ -125,8 +125,7 @@ class Docker:
         digest = hashlib.sha256()
         for key, value in sorted(spec.build_args(base_image).items()):
             digest.update(f"{key}={value}\n".encode())
-        constraints = [project / spec.constraints] if spec.constraints else []
-        for path in [project / spec.dockerfile, project / spec.lock, *constraints, *_package_files(project)]:
+        for path in image_inputs(spec, project):
             digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
         if source is not None:
             digest.update(b"source\0" + fetch.measure(source)[1].encode())
@@ -153,7 +152,8 @@ class Docker:
         if not self.runner.dry_run and not self.image_id(base):
             base = self.available_base_image(spec)  # fail before docker build, with the fix
         with contextlib.ExitStack() as stack:
-            context = stack.enter_context(upstream.build_context(spec, project, source)) if source else project
+            context = (stack.enter_context(upstream.build_context(spec, project, source, image_inputs(spec, project)))
+                       if source else project)
             argv: List[str] = [self.executable, "build", "-f", str(context / spec.dockerfile), "-t", tag]
             argv += ["--no-cache"] if no_cache else []
             for key, value in sorted(spec.build_args(base).items()):
@@ -261,6 +261,12 @@ def _process_alive(pid: str) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+def image_inputs(spec: ImageSpec, project: Path) -> List[Path]:
+    """The checkout's files an image is built from (its tag hashes them): Dockerfile, lock, constraints, package."""
+    constraints = [project / spec.constraints] if spec.constraints else []
+    return [project / spec.dockerfile, project / spec.lock, *constraints, *_package_files(project)]
 
 
 def _package_files(project: Path) -> List[Path]:

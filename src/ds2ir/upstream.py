@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 from ds2ir import archive, checkpoint, fetch
 from ds2ir.config import Alphabet, ArtifactLayout, ImageSpec, Target
@@ -54,9 +54,10 @@ def fetch_source(spec: ImageSpec, *, offline: bool = False, trust_on_first_use: 
 
 
 @contextlib.contextmanager
-def build_context(spec: ImageSpec, project: Path, source_archive: Path) -> Iterator[Path]:
-    """A temporary Docker build context: the Dockerfile, package, lock and constraints as in the checkout,
-    and the archive's tree (its top directory stripped) under ``source/``; removed afterwards.
+def build_context(spec: ImageSpec, project: Path, source_archive: Path, files: Sequence[Path]) -> Iterator[Path]:
+    """A temporary Docker build context: ``files`` of the checkout (the image's inputs: Dockerfile, package,
+    lock, constraints) at their paths, and the archive's tree (its top directory stripped) under ``source/``;
+    removed afterwards.
 
     A generated context keeps the archive out of the checkout and out of every other
     image's context; the archive is extracted here with ds2ir's checks, not by Docker.
@@ -72,11 +73,10 @@ def build_context(spec: ImageSpec, project: Path, source_archive: Path) -> Itera
                 f"level, so it is not DeepSpeech's source tree and image '{spec.name}' cannot install it. Check "
                 f"source_url of release '{spec.source_release}' in targets.toml and its entry in assets.lock.toml."
             )
-        for relative in ("pyproject.toml", spec.dockerfile, spec.lock, spec.constraints):
-            (context / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(str(project / relative), str(context / relative))
-        shutil.copytree(str(project / "src"), str(context / "src"),
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        for path in files:
+            copy = context / path.relative_to(project)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(str(path), str(copy))
         yield context
 
 

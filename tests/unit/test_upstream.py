@@ -9,7 +9,7 @@ import pytest
 
 from ds2ir import upstream
 from ds2ir.config import ArtifactLayout, TargetsFile, load_target, project_root, tomllib
-from ds2ir.docker import Docker
+from ds2ir.docker import Docker, image_inputs
 from ds2ir.errors import ArchiveError, ConfigError, MissingInputError
 from ds2ir.runner import Runner
 from tests._support.upstream_source import upstream_source_archive
@@ -91,7 +91,7 @@ def test_a_container_without_deepspeech_py_says_how_to_build_it(tmp_path):
 def test_build_context_holds_the_package_lock_constraints_and_the_source_tree(tmp_path):
     spec = load_target(TARGET).freeze_image
     archive = upstream_source_archive(tmp_path / "v0.8.2.tar.gz")
-    with upstream.build_context(spec, PROJECT, archive) as context:
+    with upstream.build_context(spec, PROJECT, archive, image_inputs(spec, PROJECT)) as context:
         for relative in ("source/setup.py", "source/DeepSpeech.py", "source/data/alphabet.txt", spec.dockerfile,
                          spec.lock, str(spec.constraints), "pyproject.toml", "src/ds2ir/upstream.py"):
             assert (context / relative).is_file(), relative
@@ -103,7 +103,7 @@ def test_a_source_archive_without_deepspeech_py_is_refused(tmp_path):
     spec = load_target(TARGET).freeze_image
     archive = upstream_source_archive(tmp_path / "v0.8.2.tar.gz", omit=("DeepSpeech.py",))
     with pytest.raises(ArchiveError, match=r"has no DeepSpeech\.py .*not DeepSpeech's source tree"):
-        with upstream.build_context(spec, PROJECT, archive):
+        with upstream.build_context(spec, PROJECT, archive, image_inputs(spec, PROJECT)):
             pass  # pragma: no cover
 
 
