@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ds2ir import archive, atomic, fetch, manifest, upstream
-from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, shared_data_dir, targets_file
+from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
 from ds2ir.docker import Docker
 from ds2ir.errors import ContainerError, DecoderError, Ds2irError, FetchError, MissingInputError, VerificationError
 
@@ -387,12 +387,12 @@ def _digest(data: object) -> str:
 
 
 def default_recordings(layout: ArtifactLayout, arch: Architecture) -> List[Path]:
-    """The WAVs in ../shared/data beside the checkout when present, else a test signal made here."""
+    """The WAVs in the checkout's data/ (LDC93S1 at three rates), else a test signal made here."""
     from ds2ir.audio import synthetic_speech, write_wav
 
-    shared = sorted(shared_data_dir().glob("*.wav"))
-    if shared:
-        return shared
+    shipped = sorted(recordings_dir().glob("*.wav"))
+    if shipped:
+        return shipped
     signal = layout.verify_dir / "test-signal.wav"
     write_wav(signal, synthetic_speech(arch.sample_rate), arch.sample_rate)
     return [signal]

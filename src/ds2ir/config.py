@@ -369,9 +369,9 @@ def project_root() -> Path:
     )
 
 
-def shared_data_dir() -> Path:
-    """``../shared/data`` beside the checkout: real recordings, where this machine has them."""
-    return project_root().parent / "shared" / "data"
+def recordings_dir() -> Path:
+    """The checkout's ``data/``: the LDC93S1 recordings (16 kHz, 8 kHz, 44.1 kHz stereo) verify defaults to."""
+    return project_root() / "data"
 
 
 def targets_file() -> Path:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ds2ir.config import ArtifactLayout, shared_data_dir
+from ds2ir.config import ArtifactLayout, recordings_dir
 from ds2ir.decode import cer
 from tests.e2e.helpers import invoke
 
@@ -26,7 +26,7 @@ def test_training_reaches_the_sentence(smoke):
 
 
 def test_ir_transcribes_ldc93s1_exactly(smoke):
-    result = invoke("transcribe", str(shared_data_dir() / "LDC93S1.wav"), "--target", "ldc93s1-smoke",
+    result = invoke("transcribe", str(recordings_dir() / "LDC93S1.wav"), "--target", "ldc93s1-smoke",
                     "--artifacts", str(smoke))
     assert result.stdout.strip().splitlines()[-2] == SENTENCE
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ds2ir.config import ArtifactLayout, shared_data_dir
+from ds2ir.config import ArtifactLayout, recordings_dir
 from tests.e2e.helpers import invoke, last_json, stage_command
 
 
@@ -54,7 +54,7 @@ def test_int8_weights_are_smaller_and_close(variants):
 
 
 def test_verify_variants_puts_every_variant_next_to_tf_on_real_speech(variants):
-    recording = shared_data_dir() / "LDC93S1.wav"
+    recording = recordings_dir() / "LDC93S1.wav"
     result = invoke("verify", "--target", "synthetic-small", "--variants", "--audio", str(recording),
                     "--artifacts", str(variants))
     comparison = json.loads((ArtifactLayout(variants, "synthetic-small").verify_dir / "variants.json").read_text())

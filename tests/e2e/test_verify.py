@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ds2ir.config import ArtifactLayout, shared_data_dir
+from ds2ir.config import ArtifactLayout, recordings_dir
 from tests.e2e.helpers import invoke
 
 RECORDINGS = ["LDC93S1.wav", "LDC93S1_pcms16le_1_8000.wav", "LDC93S1_pcms16le_2_44100.wav"]
@@ -13,8 +13,8 @@ RECORDINGS = ["LDC93S1.wav", "LDC93S1_pcms16le_1_8000.wav", "LDC93S1_pcms16le_2_
 
 @pytest.fixture(scope="module")
 def verified(full_build):
-    if not all((shared_data_dir() / name).is_file() for name in RECORDINGS):
-        pytest.fail(f"the shared recordings are missing from {shared_data_dir()}")
+    if not all((recordings_dir() / name).is_file() for name in RECORDINGS):
+        pytest.fail(f"the recordings shipped in data/ are missing from {recordings_dir()}")
     result = invoke("verify", "--target", "synthetic-0.8.2", "--artifacts", str(full_build["artifacts"]))
     layout = ArtifactLayout(full_build["artifacts"], "synthetic-0.8.2")
     return json.loads((layout.verify_dir / "report.json").read_text()), layout, result.stdout
@@ -48,7 +48,7 @@ def test_verify_writes_a_plot(verified):
 def test_transcribe_prints_what_tf_decodes(verified, full_build):
     report, _, _ = verified
     expected = next(e["transcripts"]["tf"] for e in report["files"].values() if e["source"].endswith("/LDC93S1.wav"))
-    result = invoke("transcribe", str(shared_data_dir() / "LDC93S1.wav"), "--target", "synthetic-0.8.2",
+    result = invoke("transcribe", str(recordings_dir() / "LDC93S1.wav"), "--target", "synthetic-0.8.2",
                     "--artifacts", str(full_build["artifacts"]))
     lines = result.stdout.strip().splitlines()
     stats = json.loads(lines[-1])

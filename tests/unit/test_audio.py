@@ -15,8 +15,7 @@ from ds2ir.errors import AudioError, MissingInputError
 
 ARCH = Architecture()
 RATE = ARCH.sample_rate
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "LDC93S1.wav").is_file(), reason=f"{DATA} is absent")
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def wav_bytes(
@@ -248,7 +247,6 @@ def test_directory(tmp_path: Path) -> None:
 # -- the shared recordings --------------------------------------------------------
 
 
-@needs_data
 def test_shared_16k_recording() -> None:
     samples = read_wav(DATA / "LDC93S1.wav", sample_rate=RATE)
     transcript_samples = int((DATA / "LDC93S1.txt").read_text().split()[1])
@@ -256,7 +254,6 @@ def test_shared_16k_recording() -> None:
     assert -1.0 <= samples.min() and samples.max() < 1.0
 
 
-@needs_data
 @pytest.mark.parametrize("name, conversion", [
     ("LDC93S1_pcms16le_1_8000.wav", "resampled from 8000 Hz"),
     ("LDC93S1_pcms16le_2_44100.wav", "mixed 2 channels down to mono and resampled from 44100 Hz"),

@@ -13,8 +13,7 @@ from ds2ir.errors import AudioError, ConfigError, MissingInputError
 
 ALPHABET = Alphabet.default()
 TINY = Architecture(n_hidden=8)
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-needs_data = pytest.mark.skipif(not (DATA / "LDC93S1.wav").is_file(), reason=f"{DATA} is absent")
+DATA = Path(__file__).resolve().parents[2] / "data"
 LDC93S1_TEXT = "she had your dark suit in greasy wash water all year"
 
 
@@ -48,7 +47,6 @@ def test_normalize_transcript_needs_a_space_label_for_several_words():
         train.normalize_transcript("hello world", letters)
 
 
-@needs_data
 def test_utterance_inputs_are_the_streaming_windows_unbatched():
     frames, batched = features.windows_for_file(DATA / "LDC93S1.wav", TINY)
     inputs = train.utterance_inputs(DATA / "LDC93S1.wav", TINY)
@@ -89,7 +87,6 @@ def tensorflow_or_skip():  # type: ignore[no-untyped-def]
         return pytest.importorskip("tensorflow.compat.v1")
 
 
-@needs_data
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 def test_a_short_training_run_lowers_the_loss_and_writes_the_exported_variables(tmp_path):
     tf = tensorflow_or_skip()
