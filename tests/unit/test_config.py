@@ -26,9 +26,11 @@ def test_mo_arguments_follow_the_architecture():
     )
 
 
-def test_ir_precision_sets_fp16_compression():
-    target = load_target("synthetic-0.8.2")
-    assert "--compress_to_fp16=False" in target.mo_arguments()
+@pytest.mark.parametrize("name, flag", [("synthetic-0.8.2", "--compress_to_fp16=False"),
+                                        ("synthetic-0.8.2-fp16", "--compress_to_fp16=True")])
+def test_ir_precision_sets_fp16_compression(name, flag):
+    arguments = load_target(name).mo_arguments()
+    assert [a for a in arguments if a.startswith("--compress_to_fp16")] == [flag]
 
 
 def test_release_architecture():

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import warnings
 import wave
 from pathlib import Path
 
@@ -79,34 +78,6 @@ def test_train_checkpoint_checks_its_inputs_before_training(tmp_path):
     with pytest.raises(AudioError, match="9 feature frames cannot align the 11-character transcript"):
         train.train_checkpoint(tmp_path / "ckpt", **kwargs)
     assert not (tmp_path / "ckpt").exists()
-
-
-def tensorflow_or_skip():  # type: ignore[no-untyped-def]
-    with warnings.catch_warnings():  # TF 1.15 warns about numpy on import
-        warnings.simplefilter("ignore")
-        return pytest.importorskip("tensorflow.compat.v1")
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
-def test_a_short_training_run_lowers_the_loss_and_writes_the_exported_variables(tmp_path):
-    tf = tensorflow_or_skip()
-    from ds2ir import checkpoint
-
-    result = train.train_checkpoint(
-        tmp_path / "ckpt", wav=DATA / "LDC93S1.wav", transcript_file=DATA / "LDC93S1.txt",
-        arch=TINY, alphabet=ALPHABET, seed=3, epochs=5, learning_rate=0.01,
-    )
-    assert result.target == LDC93S1_TEXT and result.epochs == 5
-    assert np.isfinite(result.loss) and result.loss < result.initial_loss
-
-    prefix = checkpoint.find_prefix(tmp_path / "ckpt")
-    assert prefix.name == "best_dev-5"
-    checkpoint.check(prefix, TINY, ALPHABET)
-    stored = dict(tf.train.list_variables(str(prefix)))
-    expected = {v.name: list(v.shape) for v in checkpoint.model_variables(TINY, ALPHABET.n_classes)}
-    assert stored == dict(expected, global_step=[])
-    assert tf.train.load_variable(str(prefix), "global_step") == 5
-    assert Alphabet.load(tmp_path / "ckpt" / "alphabet.txt") == ALPHABET
 
 
 def test_training_starts_from_seeded_glorot_weights_and_zero_biases():
