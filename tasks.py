@@ -11,7 +11,7 @@ from typing import Iterator, List, Optional
 from invoke import Context, Exit, task
 
 from ds2ir import baseimages, build as builds, config, doctor as doctors, fetch, manifest, locks, matrix as matrices
-from ds2ir.docker import Docker, compose_environment, render_env_file
+from ds2ir.docker import Docker, compose_environment, write_env_file
 from ds2ir.errors import ConfigError, Ds2irError
 from ds2ir.runner import Runner, quote
 
@@ -280,7 +280,7 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
 @task(name="compose-env")
 def compose_env(c: Context) -> None:
     """Regenerate .env (what plain `docker compose up` reads) from targets.toml's default target."""
-    (PROJECT / ".env").write_text(render_env_file(config.load_target()))
+    write_env_file(PROJECT / ".env", config.load_target())
     print(f"wrote {PROJECT / '.env'}")
 
 

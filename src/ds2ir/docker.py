@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ds2ir import fetch, upstream
+from ds2ir import atomic, fetch, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target, targets_file
 from ds2ir.errors import BaseImageError, CommandError, ContainerError, DockerUnavailableError, MissingInputError
 from ds2ir.runner import Runner
@@ -300,3 +300,8 @@ def render_env_file(target: Target) -> str:
     lines = ["# Generated from targets.toml by `invoke compose-env`; do not edit by hand."]
     lines += [f"{key}={value}" for key, value in sorted(compose_environment(target).items())]
     return "\n".join(lines) + "\n"
+
+
+def write_env_file(path: Path, target: Target) -> None:
+    """Write ``render_env_file`` atomically: compose never reads a half-written .env."""
+    atomic.write_bytes(path, render_env_file(target).encode("utf-8"))

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import errno
+import resource
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +53,20 @@ def test_messages_name_the_final_file_not_its_temporary():
 def test_a_killed_container_says_it_was_killed():
     error = ContainerError(step="convert", command=["docker", "run"], exit_code=137, log_tail="", image="i")
     assert "The container was killed" in str(error) and "run the build again" in str(error)
+
+
+def test_compose_env_that_cannot_be_written_whole_leaves_the_previous_env(tmp_path):
+    """A write cut short (here: a file-size limit) must not leave compose a half-written .env."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("DS2IR_TARGET=previous\n")
+    script = ("import sys; from pathlib import Path; from ds2ir.config import load_target; "
+              "from ds2ir.docker import write_env_file; write_env_file(Path(sys.argv[1]), load_target('synthetic-small'))")
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    result = subprocess.run([sys.executable, "-c", script, str(env_file)], capture_output=True, text=True,
+                            preexec_fn=limit_file_size)
+    assert result.returncode != 0 and "File too large" in result.stderr
+    assert env_file.read_text() == "DS2IR_TARGET=previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
