@@ -11,6 +11,7 @@ root and print the message; ``--debug`` shows the traceback as well.
     ├── StorageError           a file cannot be written: full or read-only filesystem, no permission
     ├── MissingInputError      an input file or directory is absent
     ├── CheckpointError        a checkpoint lacks variables or has wrong shapes
+    ├── ModelFileError         a .pbmm or .pb is malformed, or is the other of the two
     ├── AudioError             an audio file cannot be turned into features
     ├── DecoderError           beam search cannot run: no ds_ctcdecoder, or not a usable scorer
     ├── VerificationError      the IR does not compute what the TF graph computes
@@ -43,6 +44,7 @@ __all__ = [
     "FetchError",
     "IntegrityError",
     "MissingInputError",
+    "ModelFileError",
     "NotCachedError",
     "ReproducibilityError",
     "StorageError",
@@ -110,6 +112,10 @@ class MissingInputError(Ds2irError):
 
 class CheckpointError(Ds2irError):
     """A checkpoint does not match the target's architecture."""
+
+
+class ModelFileError(Ds2irError):
+    """A model file (a memory-mapped .pbmm or a frozen .pb) is malformed, or is the other kind."""
 
 
 class AudioError(Ds2irError):
