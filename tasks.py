@@ -230,9 +230,14 @@ def doctor(c: Context, artifacts: Optional[str] = None) -> None:
 
 @task(help={"target": "a target to clean (repeatable; default: all)", "artifacts": HELP["artifacts"]}, iterable=["target"])
 def clean(c: Context, target: Optional[list] = None, artifacts: Optional[str] = None) -> None:
-    """Remove build outputs under artifacts/ (images stay; `docker image prune` removes those)."""
-    for path in builds.clean(Path(artifacts or ARTIFACTS), target or []):
-        print(f"removed {path}")
+    """Remove the target directories ds2ir built under artifacts/, nothing else (images stay; `docker image prune` removes those)."""
+    with user_errors(False):
+        root = Path(artifacts or ARTIFACTS).resolve()
+        removed = builds.clean(root, target or [], known=config.TargetsFile.load().names)
+        for path in removed:
+            print(f"removed {path}")
+        if not removed:
+            print(f"nothing to remove under {root}")
 
 
 @task(name="base-images", help={

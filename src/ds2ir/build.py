@@ -20,9 +20,15 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from ds2ir import archive, atomic, fetch, manifest, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
 from ds2ir.docker import Docker
-from ds2ir.errors import ContainerError, DecoderError, Ds2irError, FetchError, MissingInputError, VerificationError
+from ds2ir.errors import (ConfigError, ContainerError, DecoderError, Ds2irError, FetchError, MissingInputError,
+                          VerificationError)
+from ds2ir.paths import check_name
 
 STAGE_ORDER = ("checkpoint", "freeze", "reference", "convert", "check")
+#: written into every target directory a build starts: what `invoke clean` recognises as ds2ir's own
+TARGET_MARK = ".ds2ir-target"
+#: directories ds2ir keeps at the artifacts root beside the target directories (matrix.py, bench.py)
+ROOT_DIRECTORIES = ("matrix", "bench")
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,10 @@ class Builder:
         """
         if not self._images:
             for spec in (self.target.freeze_image, self.target.convert_image):
+                if self.docker.runner.dry_run and spec.source_release:  # a dry run downloads nothing
+                    self.say(f"(dry run) would fetch {spec.source_url} and build image '{spec.name}' from it")
+                    self._images[spec.stage] = f"ds2ir/{spec.name}:dry-run"
+                    continue
                 self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project, source=self.source_archive(spec))
         return self._images
 
@@ -116,6 +126,7 @@ class Builder:
         timings: Dict[str, float] = {}
         with atomic.storage_errors(self.artifacts), self._exclusive():
             self._clean_up_after_interrupted_builds()
+            self._mark_target_dir()
             self.images()  # before any download: a base image that cannot be had fails fast
             self._require_checkpoint()
             for stage in stages_for(self.target, self.layout):
@@ -136,15 +147,28 @@ class Builder:
 
     def _clean_up_after_interrupted_builds(self) -> None:
         """Stop the containers of killed builds of this directory, then drop their temporaries."""
+        if self.docker.runner.dry_run:
+            self.say(f"(dry run) would remove stray containers of {self.artifacts} and temporaries under "
+                     f"{self.layout.target_dir}")
+            return
         for name in self.docker.remove_stray_containers(self.artifacts):
             self.say(f"removed stray container {name} (left running by an interrupted build of {self.artifacts})")
         atomic.remove_stale_temporaries(self.layout.target_dir)
+
+    def _mark_target_dir(self) -> None:
+        """Mark the target directory as ds2ir's, so that `invoke clean` may remove it (never in a dry run)."""
+        mark = self.layout.target_dir / TARGET_MARK
+        if not self.docker.runner.dry_run and not mark.is_file():
+            atomic.write_bytes(mark, (self.target.name + "\n").encode("utf-8"))
 
     def _require_checkpoint(self) -> None:
         """Release targets: fetch (verified, cached) and extract the checkpoint unless it is there.
 
         Trained targets: copy the recording and transcript where the train stage sees them.
         """
+        if self.docker.runner.dry_run:
+            self.say(f"(dry run) would fetch and extract the checkpoint or copy the training data as needed")
+            return
         if self.target.training is not None:
             self._copy_training_data()
         if self.target.checkpoint != "release" or self.layout.checkpoint_dir.is_dir():
@@ -182,7 +206,10 @@ class Builder:
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
-        """One build per artifacts directory at a time: a second one waits."""
+        """One build per artifacts directory at a time: a second one waits (a dry run writes no lock file)."""
+        if self.docker.runner.dry_run:
+            yield
+            return
         self.artifacts.mkdir(parents=True, exist_ok=True)
         with open(self.artifacts / ".ds2ir.lock", "w") as handle:
             try:
@@ -282,8 +309,9 @@ class Builder:
             return None
         self.say(f"[{self.target.name}] {stage.name}: running ({reason})")
         started = time.monotonic()
-        with contextlib.suppress(FileNotFoundError):
-            self._stamp(stage).unlink()  # a crash mid-stage must not leave a stale stamp
+        if not self.docker.runner.dry_run:
+            with contextlib.suppress(FileNotFoundError):
+                self._stamp(stage).unlink()  # a crash mid-stage must not leave a stale stamp
         self._container(stage.command, stage.image)
         seconds = time.monotonic() - started
         if not self.docker.runner.dry_run:
@@ -417,10 +445,58 @@ def prepare_recordings(recordings: Sequence[Path], directory: Path, arch: Archit
                          source=np.array(str(path)))
 
 
-def clean(artifacts: Path, targets: Sequence[str]) -> List[Path]:
-    """Remove the artifacts of the given targets (all when empty); return what went."""
-    chosen = [artifacts / name for name in targets] if targets else sorted(p for p in artifacts.glob("*") if p.is_dir())
-    removed = [path for path in chosen if path.exists()]
-    for path in removed:
+def clean(artifacts: Path, targets: Sequence[str], known: Sequence[str]) -> List[Path]:
+    """Remove the artifact directories of ``targets`` (all of ds2ir's when empty); return what went.
+
+    Only directories ds2ir recognises as its own (``is_target_dir``) are removed; anything else
+    (a name that leaves ``artifacts``, a symlink, an unknown name, a directory ds2ir did not make)
+    is refused with a ConfigError before anything is removed. ``known``: the targets file's names.
+    """
+    if targets:
+        chosen = [_chosen_target_dir(artifacts, name, known) for name in dict.fromkeys(targets)]
+        doomed = [path for path in chosen if path is not None]
+    else:
+        entries = sorted(p for p in artifacts.iterdir() if p.is_dir() or p.is_symlink()) if artifacts.is_dir() else []
+        doomed = [p for p in entries if is_target_dir(p)]
+        foreign = [p.name for p in entries if p not in doomed and not p.name.startswith(".") and p.name not in ROOT_DIRECTORIES]
+        if foreign:
+            raise ConfigError(
+                f"{artifacts} holds {len(foreign)} director{'y' if len(foreign) == 1 else 'ies'} that ds2ir did not make "
+                f"({', '.join(foreign[:10])}), so it is not only an artifacts directory; nothing was removed. Name the "
+                f"targets to clean with --target, or pass the right --artifacts DIR.")
+    for path in doomed:
         shutil.rmtree(path)
-    return removed
+    return doomed
+
+
+def is_target_dir(path: Path) -> bool:
+    """Whether ``path`` is a target's artifact directory that ds2ir made: a real directory (no symlink)
+    with a valid target name holding ds2ir's mark, stamps or manifest."""
+    try:
+        check_name(path.name)
+    except ConfigError:
+        return False
+    if path.is_symlink() or not path.is_dir():
+        return False
+    mark = path / TARGET_MARK
+    if mark.is_file() and not mark.is_symlink():
+        return mark.read_text(encoding="utf-8", errors="replace").strip() == path.name
+    return (path / ".stamps").is_dir() or (path / "manifest.json").is_file()
+
+
+def _chosen_target_dir(artifacts: Path, name: str, known: Sequence[str]) -> Optional[Path]:
+    """The directory ``clean --target name`` removes, None when there is nothing, else a ConfigError."""
+    check_name(name, what="--target")
+    path = artifacts / name
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link, which ds2ir never makes; nothing was removed. Remove the link "
+                          f"yourself if you mean to.")
+    if not path.exists():
+        if name in known:
+            return None
+        raise ConfigError(f"'{name}' is not a target of the targets file and {artifacts} has no directory of that name; "
+                          f"nothing was removed. Known targets: {', '.join(sorted(known))}.")
+    if not is_target_dir(path):
+        raise ConfigError(f"{path} is not a target directory ds2ir made (no {TARGET_MARK} mark, stamps or manifest); "
+                          f"nothing was removed. Remove it yourself if you mean to.")
+    return path

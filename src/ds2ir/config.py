@@ -7,6 +7,7 @@ point at the file and the key.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ds2ir.errors import ConfigError
+from ds2ir.paths import check_image_name, check_name, check_relative_path, check_text, path_under
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -302,7 +304,7 @@ class ArtifactLayout:
 
     @property
     def target_dir(self) -> Path:
-        return self.root / self.target
+        return path_under(self.root, check_name(self.target))
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -380,6 +382,26 @@ def targets_file() -> Path:
     return Path(env) if env else project_root() / "targets.toml"
 
 
+#: the inclusive range of each whole number in targets.toml: what the graph, the feature code
+#: (whole samples per window) and the exporters accept, at sizes a build can hold in memory
+INT_RANGES: Dict[str, Tuple[int, int]] = {
+    "seed": (0, 2**31 - 1),  # numpy's RandomState and TensorFlow's op seeds
+    "n_hidden": (1, 8192),
+    "n_steps": (1, 1024),
+    "n_input": (1, MEL_CHANNELS),
+    "n_context": (0, 64),
+    "sample_rate": (8000, 192000),
+    "feature_win_len_ms": (1, 1000),
+    "feature_win_step_ms": (1, 1000),
+    "beam_width": (1, 100000),
+    "graph_version": (1, 1000),
+    "epochs": (1, 100000),
+}
+#: numbers that must be finite and in (0, upper]
+FLOAT_UPPER: Dict[str, float] = {"relu_clip": 1e6, "learning_rate": 10.0}
+_URL = re.compile(r"https?://[!-~]+")  # printable ASCII, no spaces
+_IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+
 _TOP_KEYS = {"default_target", "images", "releases", "targets", "matrix"}
 _IMAGE_KEYS = {f.name for f in fields(ImageSpec)} - {"name", "source_url"}
 _RELEASE_KEYS = {f.name for f in fields(Release)} - {"name"}
@@ -397,9 +419,13 @@ class TargetsFile:
         self.source = source
         self._data = data
         _check_keys(data, _TOP_KEYS, source, "")
-        self.releases = {name: self._release(name, raw) for name, raw in self._table("releases").items()}
-        self.images = {name: self._image(name, raw, project) for name, raw in self._table("images").items()}
+        self.releases = {check_name(name, what="release name", file=source, key=f"releases.{name}"): self._release(name, raw)
+                         for name, raw in self._table("releases").items()}
+        self.images = {check_image_name(name, file=source, key=f"images.{name}"): self._image(name, raw, project)
+                       for name, raw in self._table("images").items()}
         self._raw_targets = self._table("targets")
+        for name in self._raw_targets:
+            check_name(name, file=source, key=f"targets.{name}")
         self.default_target = self._get(data, "default_target", str, "")
         self.names = sorted(self._raw_targets)
         for name in self.names:  # validate all targets eagerly: a typo anywhere is an error
@@ -449,15 +475,10 @@ class TargetsFile:
             if arch_field.name in raw:
                 arch_values[arch_field.name] = self._get(raw, arch_field.name, type(arch_field.default), key)
         architecture = Architecture(**arch_values)
-        for positive in ("n_hidden", "n_steps", "n_input", "sample_rate", "feature_win_len_ms", "feature_win_step_ms"):
-            if getattr(architecture, positive) <= 0:
-                raise ConfigError(f"{positive} must be positive, got {getattr(architecture, positive)}", file=self.source, key=f"{key}.{positive}")
-        if architecture.n_context < 0:
-            raise ConfigError("n_context must be >= 0", file=self.source, key=f"{key}.n_context")
-        if architecture.n_input > MEL_CHANNELS:
-            raise ConfigError(f"n_input is {architecture.n_input}, but MFCCs are computed from {MEL_CHANNELS} mel "
-                              f"channels, so at most {MEL_CHANNELS} coefficients exist (DeepSpeech uses 26)",
-                              file=self.source, key=f"{key}.n_input")
+        if architecture.feature_win_step_ms > architecture.feature_win_len_ms:
+            raise ConfigError(f"feature_win_step_ms ({architecture.feature_win_step_ms}) is longer than feature_win_len_ms "
+                              f"({architecture.feature_win_len_ms}), so samples between windows would be skipped",
+                              file=self.source, key=f"{key}.feature_win_step_ms")
         checkpoint = self._choice(raw, "checkpoint", CHECKPOINT_KINDS, key)
         if checkpoint == "release" and release.checkpoint_url is None:
             raise ConfigError(f"release '{release_name}' has no checkpoint_url, so the checkpoint cannot be 'release'; "
@@ -468,7 +489,7 @@ class TargetsFile:
             self._check_upstream(freeze_image, architecture, key)
         target = Target(
             name=name,
-            description=str(raw.get("description", "")),
+            description=self._get(raw, "description", str, key) if "description" in raw else "",
             release=release,
             checkpoint=checkpoint,
             seed=self._get(raw, "seed", int, key) if "seed" in raw else 0,
@@ -500,15 +521,13 @@ class TargetsFile:
         return tuple(value)
 
     def _training(self, raw: Mapping[str, Any], key: str) -> Training:
-        training = Training(
-            audio=self._get(raw, "training_audio", str, key),
-            transcript=self._get(raw, "training_transcript", str, key),
+        return Training(
+            audio=check_relative_path(self._get(raw, "training_audio", str, key), file=self.source, key=f"{key}.training_audio"),
+            transcript=check_relative_path(self._get(raw, "training_transcript", str, key), file=self.source,
+                                           key=f"{key}.training_transcript"),
             epochs=self._get(raw, "epochs", int, key),
             learning_rate=self._get(raw, "learning_rate", float, key),
         )
-        if training.epochs < 1 or training.learning_rate <= 0:
-            raise ConfigError("epochs must be >= 1 and learning_rate > 0", file=self.source, key=f"{key}.epochs")
-        return training
 
     def _resolve(self, name: str, chain: Tuple[str, ...]) -> Dict[str, Any]:
         if name not in self._raw_targets:
@@ -547,6 +566,15 @@ class TargetsFile:
             value, ok = float(value), True
         if not ok:
             raise ConfigError(f"must be {kind.__name__}, got {value!r}", file=self.source, key=where)
+        if name == "n_input" and value > MEL_CHANNELS:
+            raise ConfigError(f"n_input is {value}, but MFCCs are computed from {MEL_CHANNELS} mel channels, so at most "
+                              f"{MEL_CHANNELS} coefficients exist (DeepSpeech uses 26)", file=self.source, key=where)
+        if kind is int and name in INT_RANGES and not INT_RANGES[name][0] <= value <= INT_RANGES[name][1]:
+            low, high = INT_RANGES[name]
+            raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {value}", file=self.source, key=where)
+        if kind is float and name in FLOAT_UPPER and not (math.isfinite(value) and 0 < value <= FLOAT_UPPER[name]):
+            raise ConfigError(f"{name} must be a finite number greater than 0 and at most {FLOAT_UPPER[name]:g}, "
+                              f"got {value}", file=self.source, key=where)
         return value
 
     def _choice(self, raw: Mapping[str, Any], name: str, allowed: Tuple[str, ...], key: str) -> str:
@@ -563,15 +591,20 @@ class TargetsFile:
         python = self._get(raw, "python", str, key)
         if not re.fullmatch(r"3\.\d+", python):
             raise ConfigError(f"must be a Python version 'X.Y', got '{python}'", file=self.source, key=f"{key}.python")
-        lock = self._get(raw, "lock", str, key)
-        if not lock.endswith(".txt") or lock.startswith("/") or ".." in PurePosixPath(lock).parts or "\\" in lock:
-            raise ConfigError(f"must be a relative path to a .txt lock inside the checkout, got '{lock}'",
-                              file=self.source, key=f"{key}.lock")
+        lock = check_relative_path(self._get(raw, "lock", str, key), file=self.source, key=f"{key}.lock", suffix=".txt")
+        dockerfile = check_relative_path(self._get(raw, "dockerfile", str, key), file=self.source, key=f"{key}.dockerfile")
+        if project is not None and not (project / dockerfile).is_file():
+            raise ConfigError(f"the Dockerfile {project / dockerfile} does not exist", file=self.source, key=f"{key}.dockerfile")
+        base_image = check_text(self._get(raw, "base_image", str, key), what="base image", file=self.source,
+                                key=f"{key}.base_image")
+        if not _IMAGE_REFERENCE.fullmatch(base_image):
+            raise ConfigError(f"must be an image reference like python:3.7-slim, got {base_image!r}", file=self.source,
+                              key=f"{key}.base_image")
         spec = ImageSpec(
             name=name,
             stage=self._choice(raw, "stage", STAGES, key),
-            dockerfile=self._get(raw, "dockerfile", str, key),
-            base_image=self._get(raw, "base_image", str, key),
+            dockerfile=dockerfile,
+            base_image=base_image,
             python=python,
             lock=lock,
         )
@@ -594,9 +627,7 @@ class TargetsFile:
         constraints = self._get(raw, "constraints", str, key)
         if release not in self.releases:
             raise ConfigError(f"release '{release}' is not defined under [releases]", file=self.source, key=f"{key}.source_release")
-        if constraints.startswith("/") or ".." in PurePosixPath(constraints).parts or "\\" in constraints:
-            raise ConfigError(f"must be a relative path inside the checkout, got '{constraints}'",
-                              file=self.source, key=f"{key}.constraints")
+        check_relative_path(constraints, file=self.source, key=f"{key}.constraints")
         if project is not None and not (project / constraints).is_file():
             raise ConfigError(f"the constraints file {project / constraints} does not exist", file=self.source,
                               key=f"{key}.constraints")
@@ -621,10 +652,17 @@ class TargetsFile:
         return Release(
             name=name,
             graph_version=self._get(raw, "graph_version", int, key),
-            checkpoint_url=self._get(raw, "checkpoint_url", str, key) if "checkpoint_url" in raw else None,
-            source_url=self._get(raw, "source_url", str, key),
+            checkpoint_url=self._url(raw, "checkpoint_url", key) if "checkpoint_url" in raw else None,
+            source_url=self._url(raw, "source_url", key),
             n_hidden=self._get(raw, "n_hidden", int, key),
         )
+
+    def _url(self, raw: Mapping[str, Any], name: str, key: str) -> str:
+        url = self._get(raw, name, str, key)
+        if not _URL.fullmatch(url):
+            raise ConfigError(f"must be an http(s) URL without spaces or control characters, got {url!r}",
+                              file=self.source, key=f"{key}.{name}")
+        return url
 
     def _app_image_ref(self, raw: Mapping[str, Any], key: str) -> ImageSpec:
         """``app_image``: an app image, or a convert image (both hold the OpenVINO runtime)."""

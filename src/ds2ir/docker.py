@@ -6,7 +6,9 @@ their failures carry the command, exit code and the last lines of output.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import os
 import uuid
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 from ds2ir import atomic, fetch, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target, targets_file
 from ds2ir.errors import BaseImageError, CommandError, ContainerError, DockerUnavailableError, MissingInputError
+from ds2ir.paths import check_text
 from ds2ir.runner import Runner
 
 OFFLINE_PREFIX = "ds2ir-offline/"
@@ -187,11 +190,11 @@ class Docker:
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
             *[arg for key, value in sorted(STAGE_ENVIRONMENT.items()) for arg in ("-e", f"{key}={value}")],
             "--label", f"{ARTIFACTS_LABEL}={artifacts.resolve()}", "--label", f"{OWNER_LABEL}={os.getpid()}",
-            "-v", f"{artifacts.resolve()}:{CONTAINER_ARTIFACTS}",
-            "-v", f"{targets.resolve()}:{CONTAINER_TARGETS}:ro",
+            "--mount", bind_mount(artifacts.resolve(), str(CONTAINER_ARTIFACTS)),
+            "--mount", bind_mount(targets.resolve(), str(CONTAINER_TARGETS), read_only=True),
         ]
         for host_path, inside in sorted((read_only or {}).items()):
-            argv += ["-v", f"{host_path.resolve()}:{inside}:ro"]
+            argv += ["--mount", bind_mount(host_path.resolve(), inside, read_only=True)]
         if entrypoint:
             argv += ["--entrypoint", entrypoint]
         argv += [image, *args]
@@ -202,8 +205,9 @@ class Docker:
         try:
             return self.runner.run(argv, step=step, error=container_error, capture=capture)
         finally:
-            # A killed client leaves the container running; make sure it is gone.
-            self.runner.succeeds([self.executable, "rm", "-f", name])
+            if not self.runner.dry_run:  # a dry run started nothing, so it removes nothing
+                # A killed client leaves the container running; make sure it is gone.
+                self.runner.succeeds([self.executable, "rm", "-f", name])
 
     def remove_stray_containers(self, artifacts: Path) -> List[str]:
         """Remove the stage containers of ``artifacts`` whose starting process is gone; return their names.
@@ -263,6 +267,15 @@ def _process_alive(pid: str) -> bool:
     return True
 
 
+def bind_mount(source: Path, target: str, *, read_only: bool = False) -> str:
+    """A ``--mount`` value binding ``source`` at ``target``: a CSV line, as Docker parses it, so a path
+    with ',' or ':' (which ``-v`` splits on) or '"' is one quoted field; control characters are refused."""
+    fields = ["type=bind", f"source={check_text(str(source), what='a path to mount')}", f"target={target}"]
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields + (["readonly"] if read_only else []))
+    return line.getvalue()
+
+
 def image_inputs(spec: ImageSpec, project: Path) -> List[Path]:
     """The checkout's files an image is built from (its tag hashes them): Dockerfile, lock, constraints, package."""
     constraints = [project / spec.constraints] if spec.constraints else []
@@ -298,7 +311,7 @@ def compose_environment(target: Target, base_images: Optional[Dict[str, str]] = 
 def render_env_file(target: Target) -> str:
     """The committed .env that plain `docker compose up` reads (regenerate: invoke compose-env)."""
     lines = ["# Generated from targets.toml by `invoke compose-env`; do not edit by hand."]
-    lines += [f"{key}={value}" for key, value in sorted(compose_environment(target).items())]
+    lines += [f"{key}={check_text(value, what=key)}" for key, value in sorted(compose_environment(target).items())]
     return "\n".join(lines) + "\n"
 
 

@@ -192,3 +192,70 @@ def test_matrix_lists_defined_targets(tmp_path):
     with pytest.raises(ConfigError, match="'synthetic-0.8.9' is not a target") as excinfo:
         TargetsFile.load(path)
     assert excinfo.value.key == "matrix"
+
+
+@pytest.mark.parametrize("line, key, message", [
+    ("seed = -1", "seed", "seed must be a whole number from 0 to 2147483647, got -1"),
+    ("seed = 1099511627776", "seed", "from 0 to 2147483647, got 1099511627776"),
+    ("n_hidden = 4611686018427387904", "n_hidden", "from 1 to 8192"),
+    ("sample_rate = 40", "sample_rate", "sample_rate must be a whole number from 8000 to 192000, got 40"),
+    ("n_context = 1000000", "n_context", "from 0 to 64, got 1000000"),
+    ("relu_clip = nan", "relu_clip", "relu_clip must be a finite number greater than 0 and at most 1e+06, got nan"),
+    ("relu_clip = -1.0", "relu_clip", "greater than 0"),
+    ("relu_clip = inf", "relu_clip", "got inf"),
+    ("beam_width = -3", "beam_width", "beam_width must be a whole number from 1 to 100000, got -3"),
+    ("feature_win_len_ms = 0", "feature_win_len_ms", "from 1 to 1000"),
+    ("feature_win_step_ms = 40", "feature_win_step_ms", "longer than feature_win_len_ms"),
+    ("description = 5", "description", "must be str, got 5"),
+    ('checkpoint = "trained"\ntraining_audio = "data/LDC93S1.wav"\ntraining_transcript = "data/LDC93S1.txt"\n'
+     "epochs = 3\nlearning_rate = nan", "learning_rate", "learning_rate must be a finite number greater than 0"),
+    ('checkpoint = "trained"\ntraining_audio = "data/LDC93S1.wav"\ntraining_transcript = "data/LDC93S1.txt"\n'
+     "epochs = 0\nlearning_rate = 0.1", "epochs", "epochs must be a whole number from 1 to 100000, got 0"),
+    ('checkpoint = "trained"\ntraining_audio = "../../etc/passwd"\ntraining_transcript = "data/LDC93S1.txt"\n'
+     "epochs = 1\nlearning_rate = 0.1", "training_audio", "relative path to a file inside the checkout"),
+])
+def test_every_value_is_range_checked_at_load_with_key_file_and_range(tmp_path, line, key, message):
+    path = _write(tmp_path, f'\n[targets.bad]\nextends = "synthetic-small"\n{line}\n')
+    with pytest.raises(ConfigError) as excinfo:
+        TargetsFile.load(path)
+    assert f"{path}: [targets.bad.{key}]: " in str(excinfo.value) and message in str(excinfo.value)
+
+
+@pytest.mark.parametrize("old, new, key, message", [
+    ('dockerfile = "Dockerfile.freeze"', 'dockerfile = "/etc/shadow"', "dockerfile", "relative path to a file inside"),
+    ('dockerfile = "Dockerfile.freeze"', 'dockerfile = "../Dockerfile"', "dockerfile", "relative path to a file inside"),
+    ('dockerfile = "Dockerfile.freeze"', 'dockerfile = "Dockerfile.none"', "dockerfile", "does not exist"),
+    ('base_image = "python:3.7-slim"', 'base_image = "python:3.7-slim\\nINJECTED=1"', "base_image", "control character"),
+    ('base_image = "python:3.7-slim"', 'base_image = "python 3.7"', "base_image", "image reference"),
+    ('graph_version = 6', 'graph_version = 0', None, "graph_version must be a whole number from 1 to 1000"),
+    ('source_url = "https://github.com/mozilla/DeepSpeech/archive/v0.8.2.tar.gz"',
+     'source_url = "https://x/\\nX"', None, "http(s) URL without spaces"),
+])
+def test_image_and_release_values_are_checked(tmp_path, old, new, key, message):
+    text = (config.project_root() / "targets.toml").read_text()
+    assert old in text
+    path = tmp_path / "targets.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as excinfo:
+        TargetsFile.load(path, project=config.project_root())
+    assert message in str(excinfo.value)
+    if key:
+        assert f"[images.freeze-tf1.15.5.{key}]" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("table", ['targets."../victim"', 'targets."a/b"', 'targets.".."', 'targets."a b"',
+                                   'targets."x\\ny"', 'targets."-x"', 'images."Freeze"', 'images."a/../b"'])
+def test_target_and_image_names_follow_the_grammar(tmp_path, table):
+    body = 'extends = "synthetic-small"' if table.startswith("targets") else (
+        'stage = "freeze"\ndockerfile = "Dockerfile.freeze"\nbase_image = "python:3.7-slim"\npython = "3.7"\n'
+        'lock = "locks/freeze-tf1.15.5.txt"')
+    path = _write(tmp_path, f"\n[{table}]\n{body}\n")
+    with pytest.raises(ConfigError, match="is not allowed"):
+        TargetsFile.load(path)
+
+
+def test_layout_refuses_a_name_that_leaves_the_root(tmp_path):
+    for name in ("..", "../victim", "/abs", "a/b", "."):
+        with pytest.raises(ConfigError):
+            config.ArtifactLayout(tmp_path, name).target_dir
+    assert config.ArtifactLayout(tmp_path, "synthetic-small").checkpoint_dir == tmp_path / "synthetic-small" / "checkpoint"

@@ -23,10 +23,10 @@ def test_unknown_target_suggests_the_close_one(tmp_path):
 
 @pytest.mark.parametrize("line, key, message", [
     ("n_hiden = 32", "targets.bad-small.n_hiden", "unknown key. Did you mean 'n_hidden'?"),
-    ("n_hidden = 0", "targets.bad-small.n_hidden", "n_hidden must be positive, got 0"),
-    ("n_steps = -16", "targets.bad-small.n_steps", "n_steps must be positive, got -16"),
+    ("n_hidden = 0", "targets.bad-small.n_hidden", "n_hidden must be a whole number from 1 to 8192, got 0"),
+    ("n_steps = -16", "targets.bad-small.n_steps", "n_steps must be a whole number from 1 to 1024, got -16"),
     ("n_hidden = \"64\"", "targets.bad-small.n_hidden", "must be int, got '64'"),
-    ("n_context = -1", "targets.bad-small.n_context", "n_context must be >= 0"),
+    ("n_context = -1", "targets.bad-small.n_context", "n_context must be a whole number from 0 to 64, got -1"),
     ("n_input = 41", "targets.bad-small.n_input", "at most 40 coefficients exist"),
     ("ir_precision = \"FP8\"", "targets.bad-small.ir_precision", "FP8"),
 ])

@@ -1,0 +1,26 @@
+"""Docker command lines and compose files built on the host (no engine needed)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from ds2ir import config
+from ds2ir.docker import bind_mount, render_env_file
+from ds2ir.errors import ConfigError
+
+
+def test_bind_mounts_quote_commas_colons_and_quotes_as_one_field() -> None:
+    assert bind_mount(Path("/a:b,c\"d"), "/artifacts") == 'type=bind,"source=/a:b,c""d",target=/artifacts'
+    assert bind_mount(Path("/plain"), "/x", read_only=True) == "type=bind,source=/plain,target=/x,readonly"
+    with pytest.raises(ConfigError, match="control character"):
+        bind_mount(Path("/a\nb"), "/x")
+
+
+def test_env_file_refuses_a_value_with_a_newline() -> None:
+    target = config.load_target("synthetic-small")
+    assert "DS2IR_TARGET=synthetic-small\n" in render_env_file(target)
+    bad = dataclasses.replace(target, freeze_image=dataclasses.replace(target.freeze_image, base_image="x\nINJECTED=1"))
+    with pytest.raises(ConfigError, match="FREEZE_BASE_IMAGE .* control character"):
+        render_env_file(bad)
