@@ -22,6 +22,7 @@ from typing import BinaryIO, NamedTuple, Optional, Tuple, Union
 import numpy as np
 
 from ds2ir.errors import AudioError, MissingInputError
+from ds2ir.paths import regular_file
 
 __all__ = ["AudioConversionWarning", "MAX_SECONDS", "read_wav", "resample"]
 
@@ -44,6 +45,13 @@ _FMT_MAX_READ = 40  # the longest fmt chunk we use: WAVE_FORMAT_EXTENSIBLE
 RESAMPLE_ROLLOFF = 0.9
 RESAMPLE_ZERO_CROSSINGS = 32
 RESAMPLE_KAISER_BETA = 7.86
+# Rates without a small common divisor (383999 -> 16000 Hz) have as many kernel phases as output
+# samples. Beyond cutoff * RESAMPLE_PHASE_SCALE phases, output times are rounded to that grid instead:
+# the time error (half a grid step) costs at most pi / (2 * RESAMPLE_PHASE_SCALE) of a passband tone's
+# amplitude (-80 dB, as the stopband), and the kernel table stays near 10**6 values whatever the rates.
+RESAMPLE_PHASE_SCALE = 16384
+# Outputs computed per step of the rounded-phase path: bounds its temporary arrays (~32 MB).
+_RESAMPLE_CHUNK_VALUES = 1 << 22
 
 StrPath = Union[str, Path]
 
@@ -73,6 +81,7 @@ def read_wav(path: StrPath, *, sample_rate: int, max_seconds: float = MAX_SECOND
     path = Path(path)
     hint = _fix_hint(sample_rate)
     try:
+        regular_file(path, "audio file", error=AudioError)  # opening a FIFO would wait for a writer forever
         with path.open("rb") as stream:
             fmt, data_size = _read_header(stream, path, hint)
             _check_format(fmt, path, hint)
@@ -140,10 +149,11 @@ def _read_header(stream: BinaryIO, path: Path, hint: str) -> Tuple[_Format, int]
             start = stream.tell()
             available = stream.seek(0, 2) - start
             stream.seek(start)
+            if size == _NOT_A_SIZE:  # a streaming encoder could not go back to write the size: read to the end
+                return fmt, available
             if size > available:
-                declared = "a placeholder size" if size == _NOT_A_SIZE else f"{size} bytes"
                 raise AudioError(
-                    f"{path}: the WAV file is truncated: its data chunk declares {declared} but only "
+                    f"{path}: the WAV file is truncated: its data chunk declares {size} bytes but only "
                     f"{available} bytes follow. Record or export it again. {hint}"
                 )
             return fmt, size
@@ -232,21 +242,46 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     cutoff = RESAMPLE_ROLLOFF * min(1.0, up / down)  # relative to the input's Nyquist
     half = int(math.ceil(RESAMPLE_ZERO_CROSSINGS / cutoff))
     taps = np.arange(-half + 1, half + 1)
-    padded = np.concatenate([np.zeros(half), x, np.zeros(half)])
+    padded = np.concatenate([np.zeros(half), x, np.zeros(half + 1)])
+    phases = int(math.ceil(cutoff * RESAMPLE_PHASE_SCALE))
+    if up > phases:
+        return _resample_rounded(padded, n_out, up, down, phases, _kernels(np.arange(phases) / phases, taps, half, cutoff))
     out = np.empty(n_out)
     item = padded.strides[0]
     # Outputs first, first + up, ... share the fractional input position (first * down % up) / up.
     for first in range(min(up, n_out)):
-        offsets = (first * down % up) / up - taps  # distance of each tap from the output's time
-        window = np.i0(RESAMPLE_KAISER_BETA * np.sqrt(np.clip(1.0 - (offsets / half) ** 2, 0.0, None)))
-        kernel = np.sinc(cutoff * offsets) * window
-        kernel /= kernel.sum()  # unit gain at DC for every phase
+        kernel = _kernels(np.array([(first * down % up) / up]), taps, half, cutoff)[0]
         count = len(range(first, n_out, up))
         start = first * down // up + 1  # padded index of the first tap, input k0 + taps[0]
         rows = np.lib.stride_tricks.as_strided(
             padded[start:], shape=(count, len(taps)), strides=(down * item, item), writeable=False
         )
         out[first::up] = rows @ kernel
+    return out
+
+
+def _kernels(fractions: np.ndarray, taps: np.ndarray, half: int, cutoff: float) -> np.ndarray:
+    """One Kaiser-windowed sinc kernel per fractional output position (rows), unit gain at DC each."""
+    offsets = fractions[:, None] - taps[None, :]  # distance of each tap from the output's time
+    window = np.i0(RESAMPLE_KAISER_BETA * np.sqrt(np.clip(1.0 - (offsets / half) ** 2, 0.0, None)))
+    kernels = np.sinc(cutoff * offsets) * window
+    return kernels / kernels.sum(axis=1, keepdims=True)
+
+
+def _resample_rounded(padded: np.ndarray, n_out: int, up: int, down: int, phases: int, kernels: np.ndarray) -> np.ndarray:
+    """Output n at input time n * down / up rounded to 1/phases of a sample, in chunks of bounded size."""
+    out = np.empty(n_out)
+    width = kernels.shape[1]
+    step = max(1, _RESAMPLE_CHUNK_VALUES // width)
+    item = padded.strides[0]
+    windows = np.lib.stride_tricks.as_strided(padded, shape=(len(padded) - width + 1, width), strides=(item, item),
+                                              writeable=False)  # row k: the taps of an output whose first tap is k
+    for begin in range(0, n_out, step):
+        position = np.arange(begin, min(begin + step, n_out), dtype=np.int64) * down  # in 1/up input samples
+        phase = (position % up * phases + up // 2) // up
+        first = position // up + 1 + phase // phases  # padded index of the first tap (a rounded-up phase carries)
+        phase %= phases
+        out[begin:begin + len(position)] = np.einsum("ij,ij->i", windows[first], kernels[phase])
     return out
 
 

@@ -34,6 +34,7 @@ from ds2ir.errors import (
     NotCachedError,
     UnknownDigestError,
 )
+from ds2ir.paths import regular_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -89,8 +90,9 @@ class LockEntry:
 def read_lock(lock_path: Path) -> Dict[str, LockEntry]:
     """The lock's entries by URL; a missing lock file has none."""
     try:
+        regular_file(lock_path, f"assets lock (${LOCK_ENV}, else the checkout's {LOCK_FILE_NAME})", error=ConfigError)
         text = lock_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, MissingInputError):
         return {}
     try:
         data = tomllib.loads(text)

@@ -16,7 +16,10 @@ would crash (SIGBUS) on a truncated one instead of failing.
 """
 from __future__ import annotations
 
+import math
 import mmap
+import os
+import stat
 import struct
 import sys
 from pathlib import Path
@@ -24,10 +27,11 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 
 from ds2ir import atomic
 from ds2ir.config import Alphabet
-from ds2ir.errors import CommandError, DecoderError, MissingInputError
+from ds2ir.errors import CommandError, ConfigError, DecoderError, MissingInputError
+from ds2ir.paths import regular_file
 from ds2ir.runner import Runner
 
-__all__ = ["RELEASE_ALPHA", "RELEASE_BETA", "ScorerInfo", "ctcdecoder", "inspect", "load", "native_alphabet", "package",
+__all__ = ["RELEASE_ALPHA", "RELEASE_BETA", "ScorerInfo", "check_output", "ctcdecoder", "inspect", "load", "native_alphabet", "package",
            "read_vocabulary", "write_package"]
 
 #: The default alpha and beta DeepSpeech's docs give for the released 0.7-0.9 English scorers.
@@ -76,6 +80,7 @@ class ScorerInfo(NamedTuple):
 
 def read_vocabulary(path: Path) -> List[str]:
     """The words of a vocabulary file (separated by any whitespace), unique, in first-seen order."""
+    regular_file(path, "vocabulary file", error=DecoderError)  # a FIFO would block the read forever
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -151,10 +156,12 @@ def write_package(lm: Path, words: Iterable[str], alphabet: Alphabet, output: Pa
                   alpha: float = RELEASE_ALPHA, beta: float = RELEASE_BETA) -> Tuple[ScorerInfo, List[str]]:
     """Write ``lm`` with the vocabulary trie appended to ``output`` (atomically); return its info and
     the words left out because the alphabet cannot spell them."""
-    try:
-        model = lm.read_bytes()
-    except FileNotFoundError:
-        raise MissingInputError(f"The KenLM binary {lm} does not exist.") from None
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not math.isfinite(value):
+            raise ConfigError(f"the scorer's default {name} must be a finite number, got {value} (--default-{name})")
+    regular_file(lm, "KenLM binary", error=DecoderError)
+    check_output(output, lm)
+    model = lm.read_bytes()
     if not model.startswith(KENLM_MAGIC):
         raise DecoderError(f"{lm} is not a KenLM binary language model (no KenLM header); make one from an ARPA "
                            f"file with KenLM's 'build_binary -v trie LM.arpa LM.binary'.")
@@ -177,9 +184,27 @@ def write_package(lm: Path, words: Iterable[str], alphabet: Alphabet, output: Pa
 def package(lm: Path, vocabulary: Path, alphabet: Alphabet, output: Path, *, alpha: float = RELEASE_ALPHA,
             beta: float = RELEASE_BETA) -> Dict[str, Any]:
     """`package-scorer`: a vocabulary file's words and a KenLM binary into ``output``; a summary to print."""
+    check_output(output, vocabulary)
     words = read_vocabulary(vocabulary)
     info, skipped = write_package(lm, words, alphabet, output, alpha=alpha, beta=beta)
     return {**info._asdict(), "words": len(words) - len(skipped), "skipped": skipped[:20]}
+
+
+def check_output(output: Path, *inputs: Path) -> None:
+    """Refuse an ``output`` that is not a regular file, or that is (or links to) one of ``inputs``:
+    writing it would replace an input or fail half way."""
+    try:
+        info = output.stat()
+    except FileNotFoundError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise DecoderError(f"The output {output} exists and is not a regular file (a directory, FIFO or device); "
+                           f"give the path of the .scorer file to write.")
+    for source in inputs:
+        if os.path.abspath(str(output)) == os.path.abspath(str(source)) or (info is not None and source.exists()
+                                                                             and os.path.samefile(output, source)):
+            raise ConfigError(f"the output {output} is the input {source}; writing it would replace that input. "
+                              f"Give another --output.")
 
 
 def _find_trie(data) -> Optional[int]:  # type: ignore[no-untyped-def]
@@ -217,7 +242,14 @@ def _parse(data, path: str) -> ScorerInfo:  # type: ignore[no-untyped-def]
     tail = start + _TRIE_HEADER.size + len(_fst_prefix())
     if tail + _FST_TAIL.size > size:
         raise DecoderError(f"The scorer {path} is truncated inside its vocabulary trie's header; download it again.")
-    fst_version, flags, _, _, states, arcs = _FST_TAIL.unpack_from(data, tail)
+    fst_version, flags, _, start_state, states, arcs = _FST_TAIL.unpack_from(data, tail)
+    if states < 1 or arcs < 0 or not 0 <= start_state < states:
+        raise DecoderError(f"The scorer {path} is damaged: its vocabulary trie declares {states} states, {arcs} arcs and "
+                           f"start state {start_state} (a trie has at least one state, no negative count, and starts at "
+                           f"one of its states). Download or package it again.")
+    if not (math.isfinite(alpha) and math.isfinite(beta)):
+        raise DecoderError(f"The scorer {path} is damaged: its default alpha and beta are {alpha} and {beta}, not finite "
+                           f"numbers. Package it again with 'invoke package-scorer'.")
     end = tail + _FST_TAIL.size
     aligned = fst_version == _FST_ALIGNED_VERSION or flags & _FST_IS_ALIGNED
     end += (-end % _FST_ALIGN if aligned else 0) + states * _STATE.size
@@ -230,8 +262,7 @@ def _parse(data, path: str) -> ScorerInfo:  # type: ignore[no-untyped-def]
 
 def inspect(path: Path) -> ScorerInfo:
     """Check that ``path`` is a complete DeepSpeech scorer package; return what its header says."""
-    if not path.is_file():
-        raise MissingInputError(f"The scorer {path} does not exist (or is not a file).")
+    regular_file(path, "scorer", error=DecoderError)
     with open(path, "rb") as handle:
         if path.stat().st_size == 0:
             return _parse(b"", str(path))

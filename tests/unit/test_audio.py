@@ -12,6 +12,7 @@ import pytest
 from ds2ir.audio import AudioConversionWarning, read_wav, resample
 from ds2ir.config import Architecture
 from ds2ir.errors import AudioError, MissingInputError
+from tests._support.fifo import fifo
 
 ARCH = Architecture()
 RATE = ARCH.sample_rate
@@ -174,8 +175,33 @@ def test_truncated_data(tmp_path: Path) -> None:
     assert_refused(write(tmp_path, content[:-501]), "truncated")
 
 
-def test_streaming_placeholder_size(tmp_path: Path) -> None:
-    assert_refused(write(tmp_path, wav_bytes(b"\x00\x00" * 10, data_size=0xFFFFFFFF)), "placeholder")
+def test_streaming_placeholder_size_reads_to_the_end_of_the_file(tmp_path: Path) -> None:
+    ints = np.arange(-500, 500, dtype="<i2")
+    content = wav_bytes(ints.tobytes(), data_size=0xFFFFFFFF) + b"\x07"  # an odd trailing byte: not a whole frame
+    samples = read_wav(write(tmp_path, content), sample_rate=RATE)
+    np.testing.assert_array_equal(samples, ints.astype(np.float32) / 32768)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    with fifo(tmp_path / "pipe.wav") as path:
+        assert_refused(path, "is a FIFO \\(named pipe\\), not a regular file")
+
+
+def test_rates_without_a_common_divisor_use_a_bounded_kernel_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """383999 -> 16000 Hz has 16000 distinct phases: output times are rounded to a grid of at most
+    cutoff * RESAMPLE_PHASE_SCALE kernels instead (the time it took: docs/faults.md)."""
+    from ds2ir import audio
+
+    rows = []
+    kernels = audio._kernels
+    monkeypatch.setattr(audio, "_kernels", lambda fractions, *args: rows.append(len(fractions)) or kernels(fractions, *args))
+    source = 383999
+    t = np.arange(source // 5) / source
+    out = resample(np.sin(2 * np.pi * 1000 * t) + 0.5 * np.sin(2 * np.pi * 6500 * t), source, RATE)
+    assert sum(rows) <= 0.9 * RATE / source * audio.RESAMPLE_PHASE_SCALE + 1
+    n = np.arange(len(out)) / RATE
+    expected = np.sin(2 * np.pi * 1000 * n) + 0.5 * np.sin(2 * np.pi * 6500 * n)
+    assert len(out) == -(-len(t) * RATE // source) and np.max(np.abs(out - expected)[300:-300]) < 1e-3
 
 
 def test_header_cut_short(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """ds2ir.fetch against a loopback server: verified cache, resume, retries, bounds, offline."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import sys
@@ -395,3 +396,20 @@ def test_progress_bar_shows_size_and_rate(
     err = capsys.readouterr().err
     assert "deepspeech-0.8.2-checkpoint.tar.gz" in err and "312k/312k" in err and "B/s" in err
     assert fetch_module.DEFAULT_MAX_BYTES > 700 * 1024 ** 2  # room for the real checkpoint
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_an_assets_lock_that_is_not_a_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
+    from tests._support.fifo import fifo
+    from tests.e2e.helpers import invoke
+
+    lock = tmp_path / "lock"
+    with contextlib.ExitStack() as stack:
+        if kind == "directory":
+            lock.mkdir()
+        else:
+            stack.enter_context(fifo(lock))
+        result = invoke("fetch", "--target", "deepspeech-0.8.2", "--offline", env={"DS2IR_ASSETS_LOCK": str(lock)}, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stdout
+    what = "a directory" if kind == "directory" else "a FIFO (named pipe)"
+    assert f"ds2ir: error: The assets lock ($DS2IR_ASSETS_LOCK, else the checkout's assets.lock.toml) {lock} is {what}" in result.stdout

@@ -5,6 +5,7 @@ The real decoder loading these packages is tested end to end (tests/e2e/test_tra
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
 from pathlib import Path
@@ -195,3 +196,81 @@ def test_transcribe_takes_the_decoder_options() -> None:
     assert (args.scorer, args.beam_width, args.lm_alpha, args.lm_beta) == (Path("s.scorer"), 8, 0.5, 1.0)
     args = cli.parse_args(["transcribe", "--audio", "a.wav"])
     assert (args.scorer, args.beam_width, args.lm_alpha, args.lm_beta) == (None, None, None, None)
+
+
+def _package_scorer(tmp_path: Path, lm: Path, vocabulary: Path, output: Path, *extra: str):  # type: ignore[no-untyped-def]
+    """`invoke package-scorer` as a user runs it, with a deadline: a FIFO must not make it wait."""
+    import os
+    import subprocess
+
+    from tests.e2e.helpers import PROJECT
+
+    return subprocess.run([sys.executable, "-m", "invoke", "-r", str(PROJECT), "package-scorer", "--target", "ldc93s1-smoke",
+                           "--artifacts", str(tmp_path), "--lm", str(lm), "--vocabulary", str(vocabulary),
+                           "--output", str(output), *extra], cwd=str(PROJECT), env=dict(os.environ),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=60)
+
+
+@pytest.mark.parametrize("bad", ["output-is-lm", "output-links-to-lm", "output-is-vocabulary", "output-directory",
+                                 "lm-directory", "vocabulary-directory", "vocabulary-fifo", "lm-fifo", "output-fifo",
+                                 "alpha-nan", "beta-inf"])
+def test_package_scorer_refuses_bad_paths_and_numbers_clearly_and_changes_nothing(tmp_path: Path, lm: Path, bad: str) -> None:
+    import os
+
+    vocabulary = tmp_path / "vocab.txt"
+    vocabulary.write_text("she had\n", encoding="utf-8")
+    output, extra = tmp_path / "o.scorer", []
+    special = tmp_path / "special"
+    if bad.endswith("directory"):
+        special.mkdir()
+    elif bad.endswith("fifo"):
+        os.mkfifo(str(special))
+    if bad == "output-links-to-lm":
+        (tmp_path / "link.scorer").symlink_to(lm)
+    output = {"output-is-lm": lm, "output-links-to-lm": tmp_path / "link.scorer", "output-is-vocabulary": vocabulary,
+              "output-directory": special, "output-fifo": special}.get(bad, output)
+    lm_path = special if bad.startswith("lm-") else lm
+    vocabulary_path = special if bad.startswith("vocabulary-") else vocabulary
+    extra = {"alpha-nan": ["--default-alpha", "nan"], "beta-inf": ["--default-beta", "inf"]}.get(bad, [])
+    before = {p.name: (p.is_dir(), p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in tmp_path.iterdir()
+              if not p.name == "special" or not bad.endswith("fifo")}
+    result = _package_scorer(tmp_path, lm_path, vocabulary_path, output, *extra)
+    assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
+    message = {"output-is-lm": "is the input", "output-links-to-lm": "is the input", "output-is-vocabulary": "is the input",
+               "output-directory": "is not a regular file", "output-fifo": "is not a regular file",
+               "lm-directory": "is a directory, not a regular file", "vocabulary-directory": "is a directory, not a regular file",
+               "vocabulary-fifo": "is a FIFO (named pipe), not a regular file", "lm-fifo": "is a FIFO (named pipe)",
+               "alpha-nan": "default alpha must be a finite number, got nan", "beta-inf": "default beta must be a finite number, got inf"}[bad]
+    assert f"ds2ir: error: " in result.stdout and message in result.stdout, result.stdout
+    after = {p.name: (p.is_dir(), p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in tmp_path.iterdir()
+             if not p.name == "special" or not bad.endswith("fifo")}
+    assert after == before
+
+
+def _damaged(package: Path, **fields: float) -> Path:
+    """``package`` with header fields replaced: states, arcs, start (the FST's) or alpha, beta (the trie's)."""
+    data = bytearray(package.read_bytes())
+    at = scorer._find_trie(bytes(data))
+    tail = at + scorer._TRIE_HEADER.size + len(scorer._fst_prefix())
+    version, flags, properties, start, states, arcs = scorer._FST_TAIL.unpack_from(data, tail)
+    scorer._FST_TAIL.pack_into(data, tail, version, flags, properties, int(fields.get("start", start)),
+                               int(fields.get("states", states)), int(fields.get("arcs", arcs)))
+    magic, trie_version, utf8, alpha, beta = scorer._TRIE_HEADER.unpack_from(data, at)
+    scorer._TRIE_HEADER.pack_into(data, at, magic, trie_version, utf8, fields.get("alpha", alpha), fields.get("beta", beta))
+    package.write_bytes(bytes(data))
+    return package
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"states": -5}, "declares -5 states"),
+    ({"arcs": -7}, "-7 arcs"),
+    ({"start": 999}, "start state 999"),
+    ({"start": -1}, "start state -1"),
+    ({"states": 0, "arcs": 0}, "declares 0 states"),
+    ({"alpha": float("nan")}, "alpha and beta are nan and"),
+    ({"beta": float("-inf")}, "not finite"),
+])
+def test_inspect_refuses_impossible_counts_start_state_and_weights(package: Path, fields, message: str) -> None:
+    assert scorer.inspect(package).states > 0
+    with pytest.raises(DecoderError, match=re.escape(message)):
+        scorer.inspect(_damaged(package, **fields))
