@@ -282,11 +282,12 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
             raise Exit(f"ds2ir: error: compose services failed (exit codes {failed}); their logs are above.", code=2)
 
 
-@task(name="compose-env")
-def compose_env(c: Context) -> None:
+@task(name="compose-env", help=_help("debug"))
+def compose_env(c: Context, debug: bool = False) -> None:
     """Regenerate .env (what plain `docker compose up` reads) from targets.toml's default target."""
-    write_env_file(PROJECT / ".env", config.load_target())
-    print(f"wrote {PROJECT / '.env'}")
+    with user_errors(debug):
+        write_env_file(PROJECT / ".env", config.load_target())
+        print(f"wrote {PROJECT / '.env'}")
 
 
 @task(iterable=["targets"], help={"targets": "a target to build (repeatable; default: `matrix` in targets.toml)",

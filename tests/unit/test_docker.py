@@ -24,3 +24,17 @@ def test_env_file_refuses_a_value_with_a_newline() -> None:
     bad = dataclasses.replace(target, freeze_image=dataclasses.replace(target.freeze_image, base_image="x\nINJECTED=1"))
     with pytest.raises(ConfigError, match="FREEZE_BASE_IMAGE .* control character"):
         render_env_file(bad)
+
+
+def test_compose_env_refuses_a_base_image_with_a_newline_and_keeps_env(tmp_path: Path) -> None:
+    from tests.e2e.helpers import PROJECT, invoke
+
+    targets = tmp_path / "targets.toml"
+    targets.write_text((PROJECT / "targets.toml").read_text().replace(
+        'base_image = "python:3.7-slim"', 'base_image = "python:3.7-slim\\nINJECTED=1"', 1))
+    env_file = PROJECT / ".env"
+    before = env_file.read_bytes() if env_file.exists() else None
+    result = invoke("compose-env", env={config.TARGETS_ENV: str(targets)}, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
+    assert "contains a newline or another control character" in result.stdout
+    assert (env_file.read_bytes() if env_file.exists() else None) == before
