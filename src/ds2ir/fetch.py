@@ -24,9 +24,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlparse
 
+from ds2ir import archive
 from ds2ir.atomic import atomic_path, write_bytes
 from ds2ir.config import project_root
 from ds2ir.errors import (
+    ArchiveError,
     ConfigError,
     FetchError,
     IntegrityError,
@@ -57,6 +59,7 @@ MAX_BACKOFF_SECONDS = 60.0
 PART_SUFFIX = ".part"
 IMPORT_HINT = "invoke fetch --import PATH"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_ARCHIVE_NAME = re.compile(r"\.(tar|tgz|tar\.(gz|bz2|xz))$")
 # Statuses worth asking again for; any other failure status is final.
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -216,7 +219,19 @@ def _verify(path: Path, url: str, lock_path: Path, trust_on_first_use: bool, fix
     if not entry.sha256:
         if not trust_on_first_use:
             raise _unknown_digest(url, lock_path)
+        _check_before_pinning(path, url, lock_path)
         _record(lock_path, url, size, digest)
+
+
+def _check_before_pinning(path: Path, url: str, lock_path: Path) -> None:
+    """Trust on first use pins an archive only when it passes every check extraction makes."""
+    if not _ARCHIVE_NAME.search(asset_name(url)):
+        return
+    try:
+        archive.check(path)
+    except ArchiveError as exc:
+        raise FetchError(f"{url} is not a sound archive, so trust on first use recorded nothing in {lock_path} "
+                         f"and the file was not kept. {exc}") from exc
 
 
 def _unknown_digest(url: str, lock_path: Path) -> UnknownDigestError:
@@ -263,6 +278,11 @@ def fetch(
             if offline:
                 raise
             _say(str(exc))
+        except UnknownDigestError:
+            raise
+        except FetchError:  # a cached archive that fails its checks before trust on first use pins it
+            _discard(final)
+            raise
     entry = read_lock(lock_path).get(url, LockEntry())
     if offline:
         expected = entry.sha256 or "unknown (the lock has none: import with --trust-on-first-use)"

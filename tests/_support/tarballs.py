@@ -50,3 +50,14 @@ def release_tarball(path: Path, root: str = "deepspeech-0.8.2-checkpoint",
     }
     members = [(root + "/", "dir", None)] + [(f"{root}/{name}", "file", data) for name, data in sorted(files.items())]
     return make_tar(path, members, gz=gz)
+
+
+def tarball_bytes(files: Dict[str, bytes], root: str = "deepspeech-0.8.2-checkpoint") -> bytes:
+    """A release-shaped .tar.gz in memory, stored uncompressed so its size follows its content."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"{root}/{name}")
+            info.size, info.mtime, info.mode = len(data), MTIME, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=0, mtime=0)

@@ -1,9 +1,11 @@
 """ds2ir.archive: safe, all-or-nothing extraction of release tarballs."""
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
+import tracemalloc
 from pathlib import Path
 from typing import Dict, Sequence
 
@@ -164,3 +166,85 @@ def test_modes_are_normalised_and_mtimes_kept(tmp_path: Path, out: Path) -> None
     assert (dest / "script").stat().st_mode & 0o7777 == 0o755  # no setuid, not world-writable
     assert (dest / "data").stat().st_mode & 0o7777 == 0o644
     assert int((dest / "data").stat().st_mtime) == 1_600_000_000
+
+
+def _raw_header(name: str, size: int, kind: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mtime = size, kind, 0
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+@pytest.mark.parametrize("damage", ["flipped CRC bit", "flipped data bit", "last 4 bytes cut"])
+def test_a_damaged_gzip_stream_is_refused(tmp_path: Path, out: Path, damage: str) -> None:
+    data = bytearray(release_tarball(tmp_path / "good.tar.gz").read_bytes())
+    if damage == "flipped CRC bit":
+        data[-6] ^= 0x01
+    elif damage == "flipped data bit":
+        data[len(data) // 2] ^= 0x10
+    else:
+        del data[-4:]
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(data))
+    before = snapshot(out)
+    with pytest.raises(ArchiveError, match="corrupt|truncated") as raised:
+        extract(bad, out / "dest")
+    assert str(bad) in str(raised.value) and "fetch it again" in str(raised.value)
+    assert snapshot(out) == before
+
+
+def test_a_pax_header_of_40k_digits_is_refused_before_tarfile_parses_it(tmp_path: Path, out: Path) -> None:
+    """CVE-2024-6232: CPython before 3.11.10 takes seconds (quadratic) on such a header."""
+    payload = b"0" * 40000 + b"\n"
+    raw = _raw_header("././@PaxHeader", len(payload), tarfile.XHDTYPE) + payload + bytes(-len(payload) % 512 + 1024)
+    bad = tmp_path / "pax.tar.gz"
+    bad.write_bytes(gzip.compress(raw, 9, mtime=0))
+    assert bad.stat().st_size < 200
+    before = snapshot(out)
+    with pytest.raises(UnsafeArchiveError, match="malformed PAX record") as raised:
+        extract(bad, out / "dest")
+    assert raised.value.member == "././@PaxHeader"
+    assert snapshot(out) == before
+
+
+def test_a_well_formed_pax_header_past_the_bound_is_refused(tmp_path: Path, out: Path) -> None:
+    record = b"path=" + b"a" * 70000
+    record = f"{len(record) + 7} ".encode() + record + b"\n"
+    raw = _raw_header("././@PaxHeader", len(record), tarfile.XHDTYPE) + record + bytes(-len(record) % 512 + 1024)
+    bad = tmp_path / "pax.tar"
+    bad.write_bytes(raw)
+    with pytest.raises(UnsafeArchiveError, match=f"PAX header of {len(record)} bytes, past the bound of 65536"):
+        extract(bad, out / "dest")
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE])
+def test_an_extended_header_declaring_512_mib_is_refused_without_allocating_it(
+    tmp_path: Path, out: Path, kind: bytes
+) -> None:
+    bad = tmp_path / "big.tar.gz"
+    with gzip.open(str(bad), "wb", compresslevel=1) as stream:
+        stream.write(_raw_header("././@LongLink", 512 * 1024 ** 2, kind))
+        for _ in range(16):
+            stream.write(bytes(1024 ** 2))  # 16 MiB of it really there
+    before = snapshot(out)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeArchiveError, match="header of 536870912 bytes, past the bound"):
+            extract(bad, out / "dest")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 ** 2, f"{peak} bytes allocated"
+    assert snapshot(out) == before
+
+
+def test_a_corrupt_member_header_inside_the_archive_is_refused(tmp_path: Path, out: Path) -> None:
+    """tarfile alone stops at such a header and reports the members before it as the whole archive."""
+    plain = release_tarball(tmp_path / "good.tar", gz=False).read_bytes()
+    with tarfile.open(str(tmp_path / "good.tar")) as tar:
+        second = tar.getmembers()[2].offset
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(plain[:second] + b"X" + plain[second + 1:])
+    before = snapshot(out)
+    with pytest.raises(ArchiveError, match="checksum is wrong"):
+        extract(bad, out / "dest")
+    assert snapshot(out) == before

@@ -30,10 +30,12 @@ from ds2ir.fetch import (
     write_lock,
 )
 from tests._support.http_server import AssetServer, asset_server  # noqa: F401 - the fixture
-from tests._support.tarballs import release_tarball
+from tests._support.tarballs import release_tarball, tarball_bytes
 
 PATH = "/mozilla/DeepSpeech/releases/download/v0.8.2/deepspeech-0.8.2-checkpoint.tar.gz"
-BODY = hashlib.sha256(b"seed").digest() * 10000  # 320,000 bytes, deterministic
+# A real .tar.gz (stored, not compressed: about 330,000 bytes, deterministic), since trust on
+# first use pins an archive only once it passes extraction's checks.
+BODY = tarball_bytes({"data": hashlib.sha256(b"seed").digest() * 10000})
 OTHER_URL = "https://example.invalid/other.tar.gz"
 OTHER = LockEntry(size=3, sha256="a" * 64)
 
@@ -394,7 +396,7 @@ def test_progress_bar_shows_size_and_rate(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     get(url, lock, cache, progress=True)
     err = capsys.readouterr().err
-    assert "deepspeech-0.8.2-checkpoint.tar.gz" in err and "312k/312k" in err and "B/s" in err
+    assert "deepspeech-0.8.2-checkpoint.tar.gz" in err and "320k/320k" in err and "B/s" in err
     assert fetch_module.DEFAULT_MAX_BYTES > 700 * 1024 ** 2  # room for the real checkpoint
 
 
@@ -413,3 +415,17 @@ def test_an_assets_lock_that_is_not_a_file_is_a_clear_error(tmp_path: Path, kind
     assert result.returncode == 2 and "Traceback" not in result.stdout
     what = "a directory" if kind == "directory" else "a FIFO (named pipe)"
     assert f"ds2ir: error: The assets lock ($DS2IR_ASSETS_LOCK, else the checkout's assets.lock.toml) {lock} is {what}" in result.stdout
+
+
+def test_trust_on_first_use_pins_no_archive_that_fails_extraction_checks(
+    asset_server: AssetServer, cache: Path, lock: Path
+) -> None:
+    damaged = bytearray(BODY)
+    damaged[-6] ^= 0x01  # one bit of the gzip CRC32: every byte of the tar inside is intact
+    url = asset_server.add(PATH, bytes(damaged))
+    pin(lock, url, known=False)
+    before = lock.read_bytes()
+    with pytest.raises(FetchError, match="recorded nothing") as raised:
+        get(url, lock, cache, trust_on_first_use=True)
+    assert "CRC check failed" in str(raised.value)
+    assert lock.read_bytes() == before and snapshot(cache) == {}
