@@ -4,15 +4,19 @@ Every asset is pinned by URL in the lock file (``assets.lock.toml``: size and SH
 A file is checked against its pin when it is downloaded, when it is imported and every
 time it is taken from the cache; nothing unverified ever sits under a final name.
 Downloads go to ``NAME.part`` beside the cache entry, resume with HTTP Range after an
-interruption, retry with exponential backoff, and stop at a size bound. An asset the
-lock knows no digest for is refused unless the caller trusts it on first use, which
-records its size and digest in the lock.
+interruption, retry with exponential backoff, and stop at a size bound or a stall (too
+few bytes in a window). One fetch of an asset into a cache runs at a time (a lock file
+per asset). An asset the lock knows no digest for is refused unless the caller trusts it
+on first use, which records its size and digest (and where a redirect to another host
+led) in the lock, an archive only once it passed extraction's checks.
 
 ``requests`` and ``tqdm`` are imported only when a download starts, so offline use and
 imports work without them.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -21,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, NamedTuple, Optional, Tuple
 from urllib.parse import urlparse
 
 from ds2ir import archive
@@ -56,6 +60,10 @@ CHUNK = 1024 * 1024
 # a resumed download loses at most this much.
 DOWNLOAD_CHUNK = 64 * 1024
 MAX_BACKOFF_SECONDS = 60.0
+# A download that brings fewer than STALL_MIN_BYTES in STALL_WINDOW_SECONDS is stalled: the
+# per-read timeout never fires on a server that sends a byte now and then.
+STALL_MIN_BYTES = 64 * 1024
+STALL_WINDOW_SECONDS = 60.0
 PART_SUFFIX = ".part"
 IMPORT_HINT = "invoke fetch --import PATH"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -84,10 +92,19 @@ def _say(message: str) -> None:
 
 @dataclass(frozen=True)
 class LockEntry:
-    """What the lock pins for one URL; 0 and "" mean unknown."""
+    """What the lock pins for one URL; 0 and "" mean unknown. ``final_url``: where a redirect to
+    another host led when the asset was trusted on first use (for the reviewer of the lock)."""
 
     size: int = 0
     sha256: str = ""
+    final_url: str = ""
+
+
+class Stall(NamedTuple):
+    """The stall rule: an attempt that brings fewer than ``min_bytes`` in ``window`` seconds stops."""
+
+    min_bytes: int = STALL_MIN_BYTES
+    window: float = STALL_WINDOW_SECONDS
 
 
 def read_lock(lock_path: Path) -> Dict[str, LockEntry]:
@@ -110,16 +127,18 @@ def read_lock(lock_path: Path) -> Dict[str, LockEntry]:
     entries = {}
     for url, raw in assets.items():
         key = f'assets."{url}"'
-        if not isinstance(raw, dict) or set(raw) != {"size", "sha256"}:
-            raise ConfigError("must be a table with exactly 'size' and 'sha256'", file=str(lock_path), key=key)
-        size, digest = raw["size"], raw["sha256"]
+        if not isinstance(raw, dict) or not {"size", "sha256"} <= set(raw) <= {"size", "sha256", "final_url"}:
+            raise ConfigError("must be a table with 'size', 'sha256' and optionally 'final_url'", file=str(lock_path), key=key)
+        size, digest, final_url = raw["size"], raw["sha256"], raw.get("final_url", "")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ConfigError(f"size must be an integer >= 0 (0 = unknown), got {size!r}", file=str(lock_path), key=key)
         if not isinstance(digest, str) or not (digest == "" or _SHA256.fullmatch(digest)):
             raise ConfigError(
                 f"sha256 must be 64 lowercase hex digits or \"\" (unknown), got {digest!r}", file=str(lock_path), key=key
             )
-        entries[url] = LockEntry(size, digest)
+        if not isinstance(final_url, str):
+            raise ConfigError(f"final_url must be a string, got {final_url!r}", file=str(lock_path), key=key)
+        entries[url] = LockEntry(size, digest, final_url)
     return entries
 
 
@@ -127,6 +146,7 @@ def write_lock(lock_path: Path, entries: Dict[str, LockEntry]) -> None:
     """Write the lock atomically in its one stable form: header, then URLs sorted."""
     blocks = [
         f"[assets.{_toml_string(url)}]\nsize = {entry.size}\nsha256 = {_toml_string(entry.sha256)}\n"
+        + (f"final_url = {_toml_string(entry.final_url)}\n" if entry.final_url else "")
         for url, entry in sorted(entries.items())
     ]
     write_bytes(lock_path, (_LOCK_HEADER + "".join("\n" + block for block in blocks)).encode("utf-8"))
@@ -145,13 +165,14 @@ def _toml_string(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _record(lock_path: Path, url: str, size: int, digest: str) -> None:
-    """Trust on first use: pin ``url`` to what was just measured, and say so."""
+def _record(lock_path: Path, url: str, size: int, digest: str, final_url: str = "") -> None:
+    """Trust on first use: pin ``url`` to what was just measured, and say so (and where it came from)."""
     entries = read_lock(lock_path)  # read again: keep any other change made meanwhile
-    entries[url] = LockEntry(size, digest)
+    entries[url] = LockEntry(size, digest, final_url)
     write_lock(lock_path, entries)
+    served = f", served by another host at {final_url} (recorded as final_url)" if final_url else ""
     _say(
-        f"trust on first use: recorded {url} as {size} bytes, sha256 {digest}, in {lock_path}. "
+        f"trust on first use: recorded {url} as {size} bytes, sha256 {digest}{served}, in {lock_path}. "
         f"Check the digest against a trusted source and commit the lock."
     )
 
@@ -207,8 +228,10 @@ def _remove_if_empty(directory: Path) -> None:
         pass
 
 
-def _verify(path: Path, url: str, lock_path: Path, trust_on_first_use: bool, fix: str) -> None:
-    """Check ``path`` against the lock's entry for ``url``; pin it if trusted on first use."""
+def _verify(path: Path, url: str, lock_path: Path, trust_on_first_use: bool, fix: str, served_from: str = "") -> None:
+    """Check ``path`` against the lock's entry for ``url``; pin it if trusted on first use.
+
+    ``served_from``: the URL a redirect to another host led to, recorded with the pin."""
     entry = read_lock(lock_path).get(url, LockEntry())
     size, digest = measure(path)
     if entry.size and size != entry.size:
@@ -220,7 +243,7 @@ def _verify(path: Path, url: str, lock_path: Path, trust_on_first_use: bool, fix
         if not trust_on_first_use:
             raise _unknown_digest(url, lock_path)
         _check_before_pinning(path, url, lock_path)
-        _record(lock_path, url, size, digest)
+        _record(lock_path, url, size, digest, served_from)
 
 
 def _check_before_pinning(path: Path, url: str, lock_path: Path) -> None:
@@ -258,31 +281,20 @@ def fetch(
     retries: int = 4,
     timeout: float = 30.0,
     backoff: float = 1.0,
+    stall: Stall = Stall(),
 ) -> Path:
     """The cached, verified copy of ``url``, downloading it first if needed.
 
     ``offline`` never touches the network: a missing asset raises :class:`NotCachedError`
     saying how to import it. ``retries`` bounds the extra attempts after the first,
-    waiting ``backoff`` * 2**n seconds between them.
+    waiting ``backoff`` * 2**n seconds between them; ``timeout`` bounds each read and
+    ``stall`` each attempt's throughput. Concurrent fetches of one asset into one cache
+    take turns (a lock per asset).
     """
     final = cache_path(url, cache)
-    if final.is_file():
-        try:
-            _verify(final, url, lock_path, trust_on_first_use, fix=(
-                "The cached copy was removed; "
-                + (f"bring a good copy with '{IMPORT_HINT}'." if offline else "it is downloaded again.")
-            ))
-            return final
-        except IntegrityError as exc:
-            _discard(final)
-            if offline:
-                raise
-            _say(str(exc))
-        except UnknownDigestError:
-            raise
-        except FetchError:  # a cached archive that fails its checks before trust on first use pins it
-            _discard(final)
-            raise
+    cached = _cached(final, url, lock_path, trust_on_first_use, offline)
+    if cached:
+        return cached
     entry = read_lock(lock_path).get(url, LockEntry())
     if offline:
         expected = entry.sha256 or "unknown (the lock has none: import with --trust-on-first-use)"
@@ -293,19 +305,81 @@ def fetch(
         )
     if not entry.sha256 and not trust_on_first_use:
         raise _unknown_digest(url, lock_path)
-    bound = min(max_bytes, entry.size) if entry.size else max_bytes
-    part = final.with_name(final.name + PART_SUFFIX)
-    _download(url, part, bound=bound, progress=progress, retries=retries, timeout=timeout, backoff=backoff)
-    try:
-        _verify(part, url, lock_path, trust_on_first_use, fix=(
-            "The download was discarded. Run the fetch again; if it fails the same way, "
-            "the asset changed upstream or the lock is wrong."
-        ))
-    except FetchError:
-        _discard(part)
-        raise
-    os.replace(str(part), str(final))
+    with _asset_lock(final, url):
+        cached = _cached(final, url, lock_path, trust_on_first_use, offline)  # fetched while we waited?
+        if cached:
+            return cached
+        bound = min(max_bytes, entry.size) if entry.size else max_bytes
+        part = final.with_name(final.name + PART_SUFFIX)
+        served_from = _download(url, part, bound=bound, progress=progress, retries=retries, timeout=timeout,
+                                backoff=backoff, stall=stall)
+        try:
+            _verify(part, url, lock_path, trust_on_first_use, fix=(
+                "The download was discarded. Run the fetch again; if it fails the same way, "
+                "the asset changed upstream or the lock is wrong."
+            ), served_from=served_from)
+        except FetchError:
+            _discard(part)
+            raise
+        os.replace(str(part), str(final))
     return final
+
+
+def _cached(final: Path, url: str, lock_path: Path, trust_on_first_use: bool, offline: bool) -> Optional[Path]:
+    """``final`` when the cache holds a good copy; a damaged one is removed (and reported offline)."""
+    if not final.is_file():
+        return None
+    try:
+        _verify(final, url, lock_path, trust_on_first_use, fix=(
+            "The cached copy was removed; "
+            + (f"bring a good copy with '{IMPORT_HINT}'." if offline else "it is downloaded again.")
+        ))
+        return final
+    except IntegrityError as exc:
+        _discard(final)
+        if offline:
+            raise
+        _say(str(exc))
+        return None
+    except UnknownDigestError:
+        raise
+    except FetchError:  # a cached archive that fails its checks before trust on first use pins it
+        _discard(final)
+        raise
+
+
+@contextlib.contextmanager
+def _asset_lock(final: Path, url: str) -> Iterator[None]:
+    """One download of an asset into a cache at a time: a second caller waits, then finds it cached.
+
+    The lock file (``.NAME.lock`` beside the entry) is removed by its holder; a waiter that
+    then holds a removed file's lock tries again on the new one.
+    """
+    lock = final.with_name(f".{final.name}.lock")
+    while True:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(str(lock), os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the holder removed the emptied directory meanwhile
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(f"another process is fetching {url} into {final.parent}; waiting for it")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(str(lock)).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        os.close(fd)
+        _remove_if_empty(final.parent)
 
 
 def import_file(
@@ -369,20 +443,22 @@ class _Transient(Exception):
     """A failure worth another attempt (network error, 5xx, cut-off body)."""
 
 
-def _download(url: str, part: Path, *, bound: int, progress: bool, retries: int, timeout: float, backoff: float) -> None:
-    """Complete ``part`` from ``url``, resuming what an earlier attempt left."""
+def _download(url: str, part: Path, *, bound: int, progress: bool, retries: int, timeout: float, backoff: float,
+              stall: Stall) -> str:
+    """Complete ``part`` from ``url``, resuming what an earlier attempt left; return the URL that
+    served it when a redirect led to another host, else ""."""
     import requests
+    import urllib3
 
     fatal = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
     attempt = 0
     with requests.Session() as session:
         while True:
             try:
-                _attempt(session, url, part, bound=bound, progress=progress, timeout=timeout)
-                return
+                return _attempt(session, url, part, bound=bound, progress=progress, timeout=timeout, stall=stall)
             except fatal as exc:
                 raise FetchError(f"Cannot download {url}: {exc}. Fix the URL in targets.toml and {LOCK_FILE_NAME}.") from None
-            except (_Transient, requests.RequestException) as exc:
+            except (_Transient, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 if attempt >= retries:
                     raise FetchError(
                         f"Downloading {url} failed after {attempt + 1} attempts; last error: {exc}. "
@@ -395,7 +471,8 @@ def _download(url: str, part: Path, *, bound: int, progress: bool, retries: int,
                 time.sleep(delay)
 
 
-def _attempt(session: "requests.Session", url: str, part: Path, *, bound: int, progress: bool, timeout: float) -> None:
+def _attempt(session: "requests.Session", url: str, part: Path, *, bound: int, progress: bool, timeout: float,
+             stall: Stall) -> str:
     offset = part.stat().st_size if part.exists() else 0
     if offset > bound:
         part.unlink()
@@ -407,7 +484,7 @@ def _attempt(session: "requests.Session", url: str, part: Path, *, bound: int, p
         status = response.status_code
         if status == 416 and offset:
             if _content_range_total(response.headers.get("Content-Range", "")) == offset:
-                return  # the part is already complete
+                return _other_host(url, response.url)  # the part is already complete
             part.unlink()
             raise _Transient("the server refused to resume the partial download; restarting from zero")
         if status in _TRANSIENT_STATUS:
@@ -431,17 +508,30 @@ def _attempt(session: "requests.Session", url: str, part: Path, *, bound: int, p
         if total is not None and total > bound:
             _discard(part)
             raise _too_large(url, f"is {total} bytes", bound)
+        served_from = _other_host(url, response.url)
+        if served_from:
+            _say(f"{url} redirected to another host: downloading {served_from}")
         part.parent.mkdir(parents=True, exist_ok=True)
         received = offset
+        window_start, window_received = time.monotonic(), received
         with open(str(part), "ab" if offset else "wb") as out, _progress_bar(
             progress, part.name[: -len(PART_SUFFIX)], total, offset
         ) as bar:
-            for chunk in response.iter_content(chunk_size=DOWNLOAD_CHUNK):
+            # read1 (urllib3 >= 2.2): whatever has arrived, so the stall rule applies while bytes trickle in
+            for chunk in iter(lambda: response.raw.read1(DOWNLOAD_CHUNK), b""):
                 received += len(chunk)
                 if received > bound:
                     break
                 out.write(chunk)
                 bar.update(len(chunk))
+                now = time.monotonic()
+                if now - window_start >= stall.window:
+                    if received - window_received < stall.min_bytes:
+                        raise _Transient(
+                            f"the download from {served_from or url} stalled: {received - window_received} bytes in "
+                            f"the last {now - window_start:.1f} s, below the minimum of {stall.min_bytes} bytes per "
+                            f"{stall.window:g} s ({received} bytes so far)")
+                    window_start, window_received = now, received
             out.flush()
             os.fsync(out.fileno())
     if received > bound:
@@ -449,6 +539,12 @@ def _attempt(session: "requests.Session", url: str, part: Path, *, bound: int, p
         raise _too_large(url, "kept sending", bound)
     if total is not None and received != total:
         raise _Transient(f"the connection closed after {received} of {total} bytes")
+    return served_from
+
+
+def _other_host(url: str, final_url: str) -> str:
+    """``final_url`` when redirects led to another host than ``url``'s, else ""."""
+    return final_url if urlparse(final_url).netloc != urlparse(url).netloc else ""
 
 
 def _too_large(url: str, what: str, bound: int) -> FetchError:

@@ -2,7 +2,8 @@
 
 Each asset can: answer with an error status, drop the connection halfway through the
 body (the first time only), ignore Range requests, serve a different body than the
-real one, omit Content-Length, or trickle its body (so a client can be killed mid-download). Every request's path and headers are recorded.
+real one, omit Content-Length, trickle its body (so a client can be killed mid-download, or
+sees a stall), or redirect elsewhere. Every request's path and headers are recorded.
 """
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class Asset:
     served_body: Optional[bytes] = None  # sent instead of ``body`` (wrong or truncated content)
     send_length: bool = True
     dropped: bool = False
-    trickle: Optional[int] = None  # send the body this many bytes at a time, 50 ms apart
+    trickle: Optional[int] = None  # send the body this many bytes at a time, ``trickle_delay`` s apart
+    trickle_delay: float = 0.05
+    redirect: Optional[str] = None  # answer 302 with this Location
 
 
 class AssetServer:
@@ -81,6 +84,9 @@ def _handler_for(server: AssetServer) -> type:
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             server.record(self.path, {k.lower(): v for k, v in self.headers.items()})
             asset = server.assets.get(self.path)
+            if asset is not None and asset.redirect:
+                self._send(302, b"", {"Location": asset.redirect})
+                return
             if asset is None or asset.status != 200:
                 self._send(asset.status if asset else 404, b"")
                 return
@@ -113,8 +119,11 @@ def _handler_for(server: AssetServer) -> type:
             step = asset.trickle if asset is not None and asset.trickle else len(body) or 1
             for start in range(0, len(body), step):
                 if start:
-                    time.sleep(0.05)
-                self.wfile.write(body[start:start + step])
+                    time.sleep(asset.trickle_delay if asset is not None else 0)
+                try:
+                    self.wfile.write(body[start:start + step])
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up (killed, or stopped a stalled download)
 
     return Handler
 

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Dict
 
@@ -429,3 +430,56 @@ def test_trust_on_first_use_pins_no_archive_that_fails_extraction_checks(
         get(url, lock, cache, trust_on_first_use=True)
     assert "CRC check failed" in str(raised.value)
     assert lock.read_bytes() == before and snapshot(cache) == {}
+
+
+def test_two_fetches_of_one_asset_into_one_cache_at_once_both_succeed(
+    asset_server: AssetServer, cache: Path, lock: Path
+) -> None:
+    url = asset_server.add(PATH, BODY, trickle=64 * 1024)  # about 0.3 s: the two overlap
+    pin(lock, url)
+    start = threading.Barrier(2)
+    results: Dict[int, object] = {}
+
+    def fetch_one(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = get(url, lock, cache).read_bytes()
+        except Exception as exc:  # reported by the assertion below
+            results[index] = exc
+
+    threads = [threading.Thread(target=fetch_one, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {0: BODY, 1: BODY}
+    assert len(asset_server.requests_for(PATH)) == 1  # the second found it cached
+    assert sorted(snapshot(cache)) == [cache_path(url, cache).parent.name, str(cache_path(url, cache).relative_to(cache))]
+
+
+def test_a_download_that_trickles_is_stopped_by_the_stall_rule(asset_server: AssetServer, cache: Path, lock: Path) -> None:
+    body = b"s" * 100
+    url = asset_server.add("/slow.bin", body, trickle=1, trickle_delay=0.4)  # would take 40 s
+    pin(lock, url, body)
+    with pytest.raises(FetchError, match="stalled") as raised:
+        get(url, lock, cache, retries=0, stall=fetch_module.Stall(min_bytes=50, window=1.5))
+    part = cache_path(url, cache).with_name("slow.bin" + fetch_module.PART_SUFFIX)
+    message = str(raised.value)
+    assert re.search(r"stalled: \d bytes in the last 1\.\d s, below the minimum of 50 bytes per 1\.5 s", message)
+    assert f"kept in {part} and the next fetch resumes it" in message
+    assert 0 < part.stat().st_size < len(body)
+
+
+def test_trust_on_first_use_after_a_redirect_to_another_host_names_and_records_it(
+    asset_server: AssetServer, cache: Path, lock: Path, capsys: pytest.CaptureFixture
+) -> None:
+    elsewhere = asset_server.add("/elsewhere.tar.gz", BODY).replace("127.0.0.1", "localhost")
+    url = asset_server.add(PATH, b"", redirect=elsewhere)
+    pin(lock, url, known=False)
+    assert get(url, lock, cache, trust_on_first_use=True).read_bytes() == BODY
+    assert read_lock(lock)[url] == LockEntry(len(BODY), sha(BODY), final_url=elsewhere)
+    assert f'final_url = "{elsewhere}"' in lock.read_text()
+    err = capsys.readouterr().err
+    assert f"redirected to another host: downloading {elsewhere}" in err
+    assert f"served by another host at {elsewhere}" in err
+    assert get(url, lock, cache) == cache_path(url, cache)  # the pin, with its final_url, reads back
