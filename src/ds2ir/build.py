@@ -48,7 +48,7 @@ def stages_for(target: Target, layout: ArtifactLayout) -> List[Stage]:
     ir = (layout.ir_xml, layout.ir_bin)
     reference = (layout.check_dir / "tf_reference.npz",)
     stages = [
-        Stage("freeze", "freeze", "freeze", (layout.checkpoint_dir,), frozen),
+        Stage("freeze", "freeze", "freeze", (layout.checkpoint_dir,), frozen + (layout.frozen_pbmm,)),
         Stage("reference", "freeze", "reference", frozen, reference),
         Stage("convert", "convert", "convert", frozen, ir),
         Stage("check", "convert", "check", ir + reference, (layout.check_dir / "report.json",)),

@@ -47,7 +47,9 @@ def train(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> N
 
 
 def freeze(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
-    """Freeze the checkpoint into output_graph.pb with the target's exporter (freeze image)."""
+    """Freeze the checkpoint into output_graph.pb with the target's exporter, and memory-map it
+    into output_graph.pbmm (freeze image)."""
+    from ds2ir import pbmm
     from ds2ir.freeze import alphabet_for, freeze as freeze_graph
 
     alphabet = alphabet_for(layout.checkpoint_dir, target.alphabet)
@@ -61,6 +63,7 @@ def freeze(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> 
         upstream.export(target, layout, alphabet, Runner())
     else:
         freeze_graph(layout.checkpoint_dir, layout.frozen_graph, target.architecture, alphabet, lstm=target.lstm)
+    pbmm.pack_file(layout.frozen_graph, layout.frozen_pbmm)
 
 
 def reference(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
@@ -230,6 +233,43 @@ def transcribe(target: Target, layout: ArtifactLayout, args: argparse.Namespace)
                       **decoder}))
 
 
+def check_pbmm(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
+    """Prove output_graph.pbmm: unpacked, its constants equal output_graph.pb's bit for bit, and DeepSpeech's
+    native client transcribes --audio alike from both files (freeze image)."""
+    import deepspeech
+    import tensorflow.compat.v1 as tf
+
+    from ds2ir import pbmm
+    from ds2ir.audio import read_wav
+
+    unpacked, frozen = tf.GraphDef(), tf.GraphDef()
+    unpacked.ParseFromString(pbmm.unpack(layout.frozen_pbmm.read_bytes(), str(layout.frozen_pbmm)))
+    frozen.ParseFromString(layout.frozen_graph.read_bytes())
+    constants = {graph: {node.name: tf.make_ndarray(node.attr["value"].tensor) for node in graph_def.node if node.op == "Const"}
+                 for graph, graph_def in (("pbmm", unpacked), ("pb", frozen))}
+    differing = sorted(name for name in set(constants["pb"]) | set(constants["pbmm"])
+                       if not _same_bits(constants["pb"].get(name), constants["pbmm"].get(name)))
+    samples = read_wav(args.audio, sample_rate=target.architecture.sample_rate)
+    pcm = np.clip(np.round(samples.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
+    transcripts = {kind: deepspeech.Model(str(path)).stt(pcm) for kind, path in (("pb", layout.frozen_graph),
+                                                                                   ("pbmm", layout.frozen_pbmm))}
+    result = {"constants": len(constants["pb"]), "memory_mapped": len(pbmm.read_directory(
+                  layout.frozen_pbmm.read_bytes(), str(layout.frozen_pbmm))) - 1,
+              "differing_constants": differing, "graph_def_identical": unpacked == frozen,
+              "transcripts": transcripts, "native_client": deepspeech.version()}
+    print(json.dumps(result, sort_keys=True))
+    if differing or transcripts["pb"] != transcripts["pbmm"]:
+        raise VerificationError(f"{layout.frozen_pbmm} does not hold the graph of {layout.frozen_graph}: constants "
+                                f"{differing or 'equal'}, native client transcripts {transcripts}.")
+
+
+def _same_bits(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
+    """Equal dtype, shape and bytes (strings compared as bytes: an object array's buffer holds pointers)."""
+    if a is None or b is None or a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return a.tolist() == b.tolist() if a.dtype == object else a.tobytes() == b.tobytes()
+
+
 def package_scorer(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Package a KenLM binary and a vocabulary into a DeepSpeech scorer for the target's alphabet."""
     from ds2ir import scorer
@@ -282,6 +322,7 @@ COMMANDS: Dict[str, Callable[[Target, ArtifactLayout, argparse.Namespace], None]
     "verify-ir": verify_ir,
     "transcribe": transcribe,
     "package-scorer": package_scorer,
+    "check-pbmm": check_pbmm,
     "freeze-stage": freeze_stage,
     "convert-stage": convert_stage,
     "bench-memory": bench.bench_memory,
@@ -312,6 +353,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
             sub.add_argument("--repeat", type=int, default=5, help="timed passes over the utterance (default: %(default)s)")
         if name == "inspect-ir":
             sub.add_argument("--compile", action="store_true", help="also compile the IR for CPU, as an application loads it")
+        if name == "check-pbmm":
+            sub.add_argument("--audio", type=Path, required=True, help="WAV file for the native client")
         if name == "transcribe":
             sub.add_argument("--audio", type=Path, required=True, help="WAV file to transcribe")
             sub.add_argument("--device", default="CPU", help="OpenVINO device (default: %(default)s)")

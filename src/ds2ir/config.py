@@ -319,6 +319,11 @@ class ArtifactLayout:
         return self.frozen_dir / "output_graph.pb"
 
     @property
+    def frozen_pbmm(self) -> Path:
+        """The frozen graph memory-mapped, as DeepSpeech's native client loads its release model."""
+        return self.frozen_dir / "output_graph.pbmm"
+
+    @property
     def ir_dir(self) -> Path:
         return self.target_dir / "ir"
 

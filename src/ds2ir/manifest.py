@@ -19,10 +19,10 @@ LOCK_FILE_NAME = "outputs.lock.json"
 
 
 def output_files(layout: ArtifactLayout) -> Dict[str, Path]:
-    """The outputs whose bytes a build promises: the frozen graph and the IR."""
+    """The outputs whose bytes a build promises: the frozen graph (plain and memory-mapped) and the IR."""
     return {
         str(path.relative_to(layout.target_dir)): path
-        for path in (layout.frozen_graph, layout.ir_xml, layout.ir_bin)
+        for path in (layout.frozen_graph, layout.frozen_pbmm, layout.ir_xml, layout.ir_bin)
     }
 
 

@@ -13,7 +13,7 @@ from tests.e2e.helpers import PROJECT, invoke
 
 def _hashes(root, target):
     layout = ArtifactLayout(root, target)
-    files = sorted(layout.checkpoint_dir.iterdir()) + [layout.frozen_graph, layout.ir_xml, layout.ir_bin]
+    files = sorted(layout.checkpoint_dir.iterdir()) + [layout.frozen_graph, layout.frozen_pbmm, layout.ir_xml, layout.ir_bin]
     return {str(p.relative_to(layout.target_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 

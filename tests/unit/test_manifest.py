@@ -8,9 +8,9 @@ from ds2ir.config import ArtifactLayout
 from ds2ir.errors import ReproducibilityError
 
 
-def test_output_files_are_the_frozen_graph_and_the_ir():
+def test_output_files_are_the_frozen_graph_plain_and_memory_mapped_and_the_ir():
     names = sorted(manifest.output_files(ArtifactLayout(Path("/a"), "t")))
-    assert names == ["frozen/output_graph.pb", "ir/output_graph.bin", "ir/output_graph.xml"]
+    assert names == ["frozen/output_graph.pb", "frozen/output_graph.pbmm", "ir/output_graph.bin", "ir/output_graph.xml"]
 
 
 def test_lock_then_check_passes_and_a_changed_file_is_named(tmp_path):
