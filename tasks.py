@@ -291,22 +291,44 @@ def compose_env(c: Context, debug: bool = False) -> None:
 
 
 @task(iterable=["targets"], help={"targets": "a target to build (repeatable; default: `matrix` in targets.toml)",
+                                  "list_": "print the cells instead of building them", "format_": "of --list: text or github",
+                                  "check": "also fail a cell whose outputs differ from outputs.lock.json (where locked)",
                                   **_help("artifacts", "force", "debug")})
 def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] = None, force: bool = False,
-           debug: bool = False) -> None:
+           list_: bool = False, format_: str = "text", check: bool = False, debug: bool = False) -> None:
     """Build a set of targets, then tabulate versions, image sizes, times, IR hashes, IR-vs-TF error and IR loads."""
     with user_errors(debug):
         chosen = config.TargetsFile.load(project=PROJECT)
+        cells = [chosen.target(name) for name in (targets or chosen.matrix)]
+        if list_:
+            if format_ not in ("text", "github"):
+                raise ConfigError(f"--format must be text or github, not '{format_}'.")
+            print(matrices.github_matrix(cells) if format_ == "github" else "\n".join(t.name for t in cells))
+            return
         root = Path(artifacts or ARTIFACTS).resolve()
         docker = Docker(Runner())
         docker.preflight()
         result = matrices.run(
-            [chosen.target(name) for name in (targets or chosen.matrix)], docker=docker, artifacts=root, project=PROJECT,
+            cells, docker=docker, artifacts=root, project=PROJECT,
             make_builder=lambda target: builds.Builder(target, project=PROJECT, artifacts=root, docker=docker, force=force),
+            locked=manifest.read_lock(PROJECT / manifest.LOCK_FILE_NAME) if check else None,
         )
         print((root / matrices.MATRIX_DIR / "matrix.md").read_text())
     if not result["passed"]:
         raise Exit(f"ds2ir: matrix: some cells failed; see {root / matrices.MATRIX_DIR / 'matrix.md'}", code=1)
+
+
+@task(name="matrix-gather", iterable=["cells"],
+      help={"cells": "a directory holding one runner's matrix.json (repeatable)",
+            "artifacts": "where matrix/matrix.{md,json} go (default: artifacts/)", "debug": HELP["debug"]})
+def matrix_gather(c: Context, cells: Optional[list] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
+    """Gather the cells that separate runners built (the matrix workflow) into one matrix table."""
+    with user_errors(debug):
+        out = Path(artifacts or ARTIFACTS).resolve() / matrices.MATRIX_DIR
+        result = matrices.gather([Path(d) for d in cells or []], out)
+        print((out / "matrix.md").read_text())
+    if not result["passed"]:
+        raise Exit(f"ds2ir: matrix: some cells failed; see {out / 'matrix.md'}", code=1)
 
 
 @task(help={"upgrade": "move unpinned dependencies to their newest releases (default: keep the locked ones)",
@@ -318,21 +340,26 @@ def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
             print(f"wrote {path}")
 
 
-@task(help={"job": "the job to run (default: reproduce)", "workflow": "the workflow file (default: reproduce.yml)",
-            "log": "where act's whole output goes (default: artifacts/ci/<job>.log)", "lint_only": "only lint the workflows",
+@task(name="ci-local", iterable=["input_"],
+      help={"workflow": "the workflow file in .github/workflows (default: reproduce.yml)",
+            "job": "run only this job (default: every job of the workflow for the event)",
+            "event": "the event that triggers the run (default: push)",
+            "input_": "a workflow_dispatch input as NAME=VALUE (repeatable)",
+            "log": "where act's whole output goes (default: artifacts/ci/<workflow>.log)", "lint_only": "only lint the workflows",
             "debug": HELP["debug"]})
-def ci_local(c: Context, job: str = "reproduce", workflow: str = "reproduce.yml", log: Optional[str] = None,
-             lint_only: bool = False, debug: bool = False) -> None:
-    """Lint the GitHub workflows, then run one job with act on a clean clone of HEAD, offline (docs/ci.md)."""
+def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = None, event: str = "push",
+             input_: Optional[list] = None, log: Optional[str] = None, lint_only: bool = False, debug: bool = False) -> None:
+    """Lint the GitHub workflows, then run one with act on a clean clone of HEAD, offline (docs/ci.md)."""
     with user_errors(debug):
         runner = Runner()
         for path in ci.lint(PROJECT, runner):
             print(f"valid: {path.relative_to(PROJECT)}")
         if lint_only:
             return
-        log_path = Path(log) if log else ARTIFACTS / "ci" / f"{job}.log"
-        ci.run_job(PROJECT, str(ci.WORKFLOWS_DIR / workflow), job, log_path, runner)
-        print(f"act: job {job} of {workflow} succeeded; its log is {log_path}")
+        inputs = dict(item.partition("=")[::2] for item in input_ or [])
+        log_path = Path(log) if log else ARTIFACTS / "ci" / f"{Path(workflow).stem}.log"
+        ci.run_job(PROJECT, str(ci.WORKFLOWS_DIR / workflow), log_path, runner, event=event, job=job, inputs=inputs)
+        print(f"act: {workflow} ({event}{', job ' + job if job else ''}) succeeded; its log is {log_path}")
 
 
 @task(help={"unit": "run only the unit tests (no Docker)", "k": "pytest -k expression"})

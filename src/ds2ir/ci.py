@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import List
+from typing import List, Mapping, Optional
 
 from ds2ir.errors import MissingInputError
 from ds2ir.runner import Runner
@@ -23,7 +23,8 @@ WORKFLOWS_DIR = Path(".github/workflows")
 ACTIONS_DIR = Path(".github/actions")
 ACT_STAND_IN_DIR = Path(".github/act")
 #: act's stand-ins for remote actions it cannot clone offline: action@ref -> folder in the checkout
-ACT_STAND_INS = {"actions/setup-python@v5": ACT_STAND_IN_DIR / "setup-python"}
+ACT_STAND_INS = {f"actions/{name}": ACT_STAND_IN_DIR / name.split("@")[0]
+                 for name in ("setup-python@v5", "upload-artifact@v4", "download-artifact@v4")}
 RUNNER_PLATFORM = "ubuntu-latest=-self-hosted"
 
 
@@ -41,16 +42,29 @@ def lint(project: Path, runner: Runner) -> List[Path]:
     return workflows + actions
 
 
-def act_command(clone: Path, workflow: str, job: str) -> List[str]:
-    """act's command line for one job of one workflow, run on this host, offline but for registries."""
-    argv = ["act", "-W", workflow, "-j", job, "-P", RUNNER_PLATFORM]
+def act_command(clone: Path, workflow: str, event: str, job: Optional[str], inputs: Mapping[str, str],
+                scratch: Path) -> List[str]:
+    """act's command line for ``job`` (every job when None) of one workflow, run on this host, one job at a time.
+
+    The run's artifact store and empty env/input files live in ``scratch``: act would otherwise read the
+    checkout's ``.env`` (compose's) as the jobs' environment.
+    """
+    empty = scratch / "empty"
+    argv = ["act", event, "-W", workflow, "-P", RUNNER_PLATFORM, "--concurrent-jobs", "1",
+            "--env-file", str(empty), "--input-file", str(empty), "--secret-file", str(empty), "--var-file", str(empty),
+            "--env", f"DS2IR_ACT_ARTIFACTS={scratch / 'artifacts'}"]
+    if job:
+        argv += ["-j", job]
     for action, folder in ACT_STAND_INS.items():
         argv += ["--local-repository", f"{action}={clone / folder}"]
+    for name, value in inputs.items():
+        argv += ["--input", f"{name}={value}"]
     return argv
 
 
-def run_job(project: Path, workflow: str, job: str, log: Path, runner: Runner) -> None:
-    """Run ``job`` of ``workflow`` with act on a clean clone of HEAD, its whole output in ``log``.
+def run_job(project: Path, workflow: str, log: Path, runner: Runner, *, event: str = "push", job: Optional[str] = None,
+            inputs: Optional[Mapping[str, str]] = None) -> None:
+    """Run a workflow's ``job`` (or all of its jobs) with act on a clean clone of HEAD, its whole output in ``log``.
 
     A failing job raises :class:`CommandError` with the last lines of that output.
     """
@@ -58,10 +72,11 @@ def run_job(project: Path, workflow: str, job: str, log: Path, runner: Runner) -
     try:
         clone = scratch / "checkout"
         runner.run(["git", "clone", "--quiet", "--no-hardlinks", project, clone], step="clone HEAD for act")
+        (scratch / "empty").write_text("")
         env = {"XDG_CACHE_HOME": str(scratch / "cache"), "ACT_DISABLE_VERSION_CHECK": "1"}
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as stream:
-            runner.run(act_command(clone, workflow, job), step=f"act: job {job} of {workflow}", cwd=clone, env=env,
-                       log=stream)
+            runner.run(act_command(clone, workflow, event, job, inputs or {}, scratch), step=f"act: {workflow} ({event})",
+                       cwd=clone, env=env, log=stream)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

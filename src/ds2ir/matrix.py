@@ -13,13 +13,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from ds2ir import atomic
 from ds2ir.build import Builder
 from ds2ir.config import ArtifactLayout, ImageSpec, Target, targets_file
 from ds2ir.docker import Docker
-from ds2ir.errors import CommandError, Ds2irError
+from ds2ir.errors import CommandError, Ds2irError, MissingInputError
 
 MATRIX_DIR = "matrix"
 #: the packages whose versions a cell shows, by image stage
@@ -43,13 +43,19 @@ class Cell:
     stage_seconds: float = 0.0
     hashes: Dict[str, str] = field(default_factory=dict)
     check: Dict[str, object] = field(default_factory=dict)
+    #: against outputs.lock.json: "bit-identical", "differs" or "" (the target is not locked)
+    lock: str = ""
 
 
 BuilderFactory = Callable[[Target], Builder]
 
 
-def build_cell(target: Target, builder: Builder, docker: Docker) -> Cell:
-    """Build one target; never raises a ds2ir error: a failure becomes the cell's error."""
+def build_cell(target: Target, builder: Builder, docker: Docker, expected: Optional[Mapping[str, str]] = None) -> Cell:
+    """Build one target; never raises a ds2ir error: a failure becomes the cell's error.
+
+    With ``expected`` (the target's entry in outputs.lock.json) the cell also fails unless its
+    outputs are bit-identical to it.
+    """
     cell = Cell(target.name, exporter=target.exporter, converter=str(target.convert_image.converter),
                 ir_precision=target.ir_precision)
     cell.versions = {"freeze python": target.freeze_image.python, "convert python": target.convert_image.python}
@@ -62,6 +68,10 @@ def build_cell(target: Target, builder: Builder, docker: Docker) -> Cell:
         cell.error = _failure_line(str(exc))
     cell.run_seconds = round(time.monotonic() - started, 1)
     _read_records(cell, builder.layout, docker)
+    if expected is not None and not cell.error:
+        cell.lock = "bit-identical" if dict(expected) == cell.hashes else "differs"
+        if cell.lock == "differs":
+            cell.error = "outputs differ from outputs.lock.json"
     cell.passed = not cell.error and cell.check.get("passed") is True
     return cell
 
@@ -119,19 +129,52 @@ def _failure_line(message: str) -> str:
 
 
 def run(targets: Sequence[Target], *, make_builder: BuilderFactory, docker: Docker, artifacts: Path,
-        project: Path) -> Dict[str, object]:
-    """Build every target, then the load matrix; write matrix.{md,json}; return the JSON's content."""
+        project: Path, locked: Optional[Mapping[str, Mapping[str, str]]] = None) -> Dict[str, object]:
+    """Build every target, then the load matrix; write matrix.{md,json}; return the JSON's content.
+
+    ``locked`` (outputs.lock.json's content) makes each locked cell check its outputs' hashes too.
+    """
     cells = []
     for target in targets:
         docker.runner.say(f"[matrix] {target.name}")
-        cells.append(build_cell(target, make_builder(target), docker))
+        cells.append(build_cell(target, make_builder(target), docker, (locked or {}).get(target.name)))
     loads = load_matrix(cells, {t.name: t for t in targets}, docker=docker, artifacts=artifacts, project=project)
+    return _write(artifacts / MATRIX_DIR, cells, loads)
+
+
+def _write(out: Path, cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -> Dict[str, object]:
     result: Dict[str, object] = {"passed": all(cell.passed for cell in cells), "cells": [asdict(c) for c in cells],
                                  "loads": loads}
-    out = artifacts / MATRIX_DIR
     atomic.write_json(out / "matrix.json", result)
     atomic.write_bytes(out / "matrix.md", render_markdown(cells, loads).encode("utf-8"))
     return result
+
+
+def github_matrix(targets: Sequence[Target]) -> str:
+    """The cells as a GitHub Actions job matrix (JSON on one line): one runner per target."""
+    return json.dumps({"include": [{"target": target.name} for target in targets]}, separators=(",", ":"))
+
+
+def gather(cell_dirs: Sequence[Path], out: Path) -> Dict[str, object]:
+    """One table from the matrix.json that each runner wrote for its cells; write it to ``out``.
+
+    The load matrix keeps what each runner measured (its own IRs in its own runtimes).
+    """
+    cells: List[Cell] = []
+    loads: Dict[str, Dict[str, str]] = {}
+    for directory in cell_dirs:
+        path = directory / "matrix.json"
+        try:
+            record = json.loads(path.read_text())
+            cells += [Cell(**cell) for cell in record["cells"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MissingInputError(f"{path} is not a matrix record written by 'invoke matrix' ({exc}); "
+                                    f"pass the directories the cells' runners uploaded.") from exc
+        for runtime, per_ir in record.get("loads", {}).items():
+            loads.setdefault(runtime, {}).update(per_ir)
+    if not cells:
+        raise MissingInputError("No matrix records to gather: pass the directories the cells' runners uploaded.")
+    return _write(out, sorted(cells, key=lambda cell: cell.target), loads)
 
 
 def _short(digest: Optional[str]) -> str:
@@ -150,8 +193,8 @@ def _number(value: object) -> str:
 def render_markdown(cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -> str:
     """The cells table, then the load matrix (rows: IRs, columns: runtimes)."""
     rows = ["| target | TF (freeze py) | exporter | OpenVINO (convert py) | converter | IR | images GB (freeze / convert) "
-            "| stages s | run s | frozen sha256 | xml sha256 | bin sha256 | max abs Δ | max scaled Δ | tolerance | result |",
-            "|" + "---|" * 16]
+            "| stages s | run s | frozen sha256 | xml sha256 | bin sha256 | max abs Δ | max scaled Δ | tolerance | lock | result |",
+            "|" + "---|" * 17]
     for c in cells:
         tf = c.versions.get("tensorflow", "-") + (f" + coqui {c.versions['coqui-stt-training']}" if "coqui-stt-training" in c.versions else "")
         ov = c.versions.get("openvino", "-")
@@ -161,7 +204,7 @@ def render_markdown(cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -> 
             f"| {c.converter} | {c.ir_precision} | {_gb(c, 'freeze')} / {_gb(c, 'convert')} | {c.stage_seconds:g} | {c.run_seconds:g} "
             f"| {_short(c.hashes.get('frozen/output_graph.pb'))} | {_short(c.hashes.get('ir/output_graph.xml'))} "
             f"| {_short(c.hashes.get('ir/output_graph.bin'))} | {_number(c.check.get('max_abs'))} | {_number(c.check.get('max_scaled'))} "
-            f"| {_number(c.check.get('tolerance'))} | {result} |"
+            f"| {_number(c.check.get('tolerance'))} | {c.lock or '-'} | {result} |"
         )
     lines = ["## Cells", "", *rows, ""]
     if loads:

@@ -54,10 +54,16 @@ def test_no_workflows_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_act_maps_every_remote_action_but_checkout_to_a_stand_in_in_the_clone(tmp_path: Path) -> None:
-    argv = ci.act_command(tmp_path, ".github/workflows/reproduce.yml", "reproduce")
+    argv = ci.act_command(tmp_path, ".github/workflows/matrix.yml", "workflow_dispatch", None, {"targets": "a b"}, tmp_path)
+    assert argv[:2] == ["act", "workflow_dispatch"] and "-j" not in argv
     assert argv[argv.index("-P") + 1] == "ubuntu-latest=-self-hosted"
-    mapped = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--local-repository"]
-    assert mapped == [f"actions/setup-python@v5={tmp_path / '.github/act/setup-python'}"]
-    remote = {line.split("uses:", 1)[1].strip() for line in (PROJECT / ".github/workflows/reproduce.yml").read_text().splitlines()
-              if "uses:" in line and "./" not in line}
-    assert remote - set(ci.ACT_STAND_INS) == {"actions/checkout@v4"}  # act provides checkout itself
+    assert argv[argv.index("--input") + 1] == "targets=a b"
+    assert argv[argv.index("--env-file") + 1] == str(tmp_path / "empty")  # never the checkout's compose .env
+    mapped = dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "--local-repository")
+    for action, folder in mapped.items():
+        assert folder.startswith(str(tmp_path)) and (PROJECT / Path(folder).relative_to(tmp_path) / "action.yml").is_file()
+    remote = set()
+    for workflow in (PROJECT / ci.WORKFLOWS_DIR).glob("*.yml"):
+        remote |= {line.split("uses:", 1)[1].strip() for line in workflow.read_text().splitlines()
+                   if "uses:" in line and "./" not in line}
+    assert remote - set(mapped) == {"actions/checkout@v4"}  # act provides checkout itself
