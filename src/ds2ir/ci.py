@@ -11,6 +11,7 @@ against GitHub's published schemas (check-jsonschema's vendored copies) and act'
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -62,6 +63,11 @@ def act_command(clone: Path, workflow: str, event: str, job: Optional[str], inpu
     return argv
 
 
+def _pip_cache() -> str:
+    """The caller's pip cache, kept for the jobs' installs although act's cache moves to the scratch directory."""
+    return os.environ.get("PIP_CACHE_DIR") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
+
+
 def run_job(project: Path, workflow: str, log: Path, runner: Runner, *, event: str = "push", job: Optional[str] = None,
             inputs: Optional[Mapping[str, str]] = None) -> None:
     """Run a workflow's ``job`` (or all of its jobs) with act on a clean clone of HEAD, its whole output in ``log``.
@@ -73,7 +79,7 @@ def run_job(project: Path, workflow: str, log: Path, runner: Runner, *, event: s
         clone = scratch / "checkout"
         runner.run(["git", "clone", "--quiet", "--no-hardlinks", project, clone], step="clone HEAD for act")
         (scratch / "empty").write_text("")
-        env = {"XDG_CACHE_HOME": str(scratch / "cache"), "ACT_DISABLE_VERSION_CHECK": "1"}
+        env = {"XDG_CACHE_HOME": str(scratch / "cache"), "ACT_DISABLE_VERSION_CHECK": "1", "PIP_CACHE_DIR": _pip_cache()}
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as stream:
             runner.run(act_command(clone, workflow, event, job, inputs or {}, scratch), step=f"act: {workflow} ({event})",

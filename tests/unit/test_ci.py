@@ -1,12 +1,13 @@
 """The workflows are valid for GitHub's schemas and act's strict parser, and a broken one is refused."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from ds2ir import ci
+from ds2ir import ci, config, matrix
 from ds2ir.errors import CommandError, MissingInputError
 from ds2ir.runner import Runner
 
@@ -67,3 +68,41 @@ def test_act_maps_every_remote_action_but_checkout_to_a_stand_in_in_the_clone(tm
         remote |= {line.split("uses:", 1)[1].strip() for line in workflow.read_text().splitlines()
                    if "uses:" in line and "./" not in line}
     assert remote - set(mapped) == {"actions/checkout@v4"}  # act provides checkout itself
+
+
+# -- the matrix workflow's two ends: the job matrix, and one table from the runners' records ------------------
+
+def cell_record(directory: Path, target: str, passed: bool, loads: dict) -> Path:
+    cell = {"target": target, "passed": passed, "error": "" if passed else "outputs differ from outputs.lock.json",
+            "lock": "bit-identical" if passed else "differs", "check": {"max_abs": 1e-6, "passed": True}}
+    directory.mkdir(parents=True)
+    (directory / "matrix.json").write_text(json.dumps({"passed": passed, "cells": [cell], "loads": loads}))
+    return directory
+
+
+def test_the_job_matrix_has_one_cell_per_target() -> None:
+    targets = config.TargetsFile.load(project=PROJECT)
+    cells = json.loads(matrix.github_matrix([targets.target(name) for name in targets.matrix]))
+    assert [cell["target"] for cell in cells["include"]] == list(targets.matrix)
+
+
+def test_gather_makes_one_table_and_fails_when_a_cell_failed(tmp_path: Path) -> None:
+    a = cell_record(tmp_path / "cell-a", "synthetic-small", True, {"convert-ov2024.6": {"synthetic-small": "ok"}})
+    b = cell_record(tmp_path / "cell-b", "synthetic-small-tf1.15.2", False, {"convert-ov2024.6": {"synthetic-small-tf1.15.2": "ok"}})
+    result = matrix.gather([b, a], tmp_path / "out")
+    assert result["passed"] is False
+    assert [cell["target"] for cell in result["cells"]] == ["synthetic-small", "synthetic-small-tf1.15.2"]
+    assert result["loads"] == {"convert-ov2024.6": {"synthetic-small": "ok", "synthetic-small-tf1.15.2": "ok"}}
+    table = (tmp_path / "out" / "matrix.md").read_text()
+    assert "| bit-identical | pass |" in table and "| differs | FAIL: outputs differ from outputs.lock.json |" in table
+    assert matrix.gather([a], tmp_path / "out2")["passed"] is True
+
+
+def test_gather_refuses_a_directory_without_a_record(tmp_path: Path) -> None:
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "matrix.json").write_text("{not json")
+    with pytest.raises(MissingInputError, match="not a matrix record"):
+        matrix.gather([tmp_path / "junk"], tmp_path / "out")
+    with pytest.raises(MissingInputError, match="No matrix records"):
+        matrix.gather([], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -118,3 +118,16 @@ def test_every_ir_is_loaded_in_every_convert_image(tmp_path):
     assert ["ds2ir/convert-ov2024.6:tag", "inspect-ir", "--compile", "--target", "synthetic-small-ov2022.3"] in docker.runs
     markdown = (tmp_path / "matrix" / "matrix.md").read_text()
     assert "| IR of \\ runtime | convert-ov2022.3 | convert-ov2024.6 |" in markdown
+
+
+def test_check_fails_a_cell_whose_outputs_differ_from_the_lock_and_passes_a_matching_one(tmp_path):
+    built = {"frozen/output_graph.pb": "a" * 64, "ir/output_graph.xml": "b" * 64, "ir/output_graph.bin": "c" * 64}
+    locked = {"synthetic-small": built, "synthetic-small-ov2022.3": dict(built, **{"ir/output_graph.bin": "d" * 64})}
+    targets = [load_target(name) for name in ("synthetic-small", "synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")]
+    result = matrix.run(targets, make_builder=lambda t: FakeBuilder(t, tmp_path), docker=FakeDocker(),  # type: ignore
+                        artifacts=tmp_path, project=tmp_path, locked=locked)
+    cells = {cell["target"]: cell for cell in result["cells"]}
+    assert (cells["synthetic-small"]["lock"], cells["synthetic-small"]["passed"]) == ("bit-identical", True)
+    assert (cells["synthetic-small-ov2022.3"]["lock"], cells["synthetic-small-ov2022.3"]["passed"]) == ("differs", False)
+    assert (cells["synthetic-small-tf1.15.2"]["lock"], cells["synthetic-small-tf1.15.2"]["passed"]) == ("", True)
+    assert result["passed"] is False
