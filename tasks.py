@@ -27,6 +27,7 @@ HELP = {
     "check": "rebuild every stage and fail unless the outputs match outputs.lock.json bit for bit",
     "offline": "never touch the network: release assets must be in the cache (see `invoke fetch --import`)",
     "trust_on_first_use": "accept and record in assets.lock.toml the digest of an asset the lock does not know",
+    "model": "your own memory-mapped model (.pbmm) for a target with checkpoint = \"pbmm\" (e.g. deepspeech-0.8.2-pbmm)",
 }
 
 
@@ -49,11 +50,12 @@ def user_errors(debug: bool) -> Iterator[None]:
 
 
 def _builder(target: Optional[str], artifacts: Optional[str], force: bool = False, dry_run: bool = False,
-             offline: bool = False, trust_on_first_use: bool = False) -> builds.Builder:
+             offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> builds.Builder:
     docker = Docker(Runner(dry_run=dry_run))
     return builds.Builder(config.load_target(target, project=PROJECT), project=PROJECT,
                           artifacts=Path(artifacts or ARTIFACTS).resolve(), docker=docker, force=force,
-                          offline=offline, trust_on_first_use=trust_on_first_use)
+                          offline=offline, trust_on_first_use=trust_on_first_use,
+                          model=Path(model).resolve() if model else None)
 
 
 def _variants_of(target: config.Target) -> List[config.Target]:
@@ -62,20 +64,20 @@ def _variants_of(target: config.Target) -> List[config.Target]:
 
 
 def _build(target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool, until: str,
-           offline: bool = False, trust_on_first_use: bool = False) -> None:
+           offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> None:
     with user_errors(debug):
-        builder = _builder(target, artifacts, force, dry_run, offline, trust_on_first_use)
+        builder = _builder(target, artifacts, force, dry_run, offline, trust_on_first_use, model)
         timings = builder.build(until=until)
         ran = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) or "nothing (all up to date)"
         print(f"[{builder.target.name}] ran: {ran}; outputs in {builder.layout.target_dir}")
 
 
-@task(default=True, help={**BUILD_HELP, **_help("check")})
+@task(default=True, help={**BUILD_HELP, **_help("check", "model")})
 def build(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
           dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False,
-          check: bool = False) -> None:
-    """Build the target end to end: checkpoint, freeze, convert, IR-vs-TF check (skips what is up to date)."""
-    _build(target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use)
+          check: bool = False, model: Optional[str] = None) -> None:
+    """Build the target end to end: checkpoint (or .pbmm), freeze, convert, IR-vs-TF check (skips what is up to date)."""
+    _build(target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use, model)
     if check:
         with user_errors(debug):
             builder = _builder(target, artifacts)
@@ -205,7 +207,8 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
             print(fetch.import_file(Path(import_), url, lock_path=lock, trust_on_first_use=trust_on_first_use))
             return
         release = config.load_target(target).release
-        for asset in [url for url in (release.checkpoint_url, release.source_url if source else None) if url]:
+        weights = release.model_url if config.load_target(target).checkpoint == "pbmm" else release.checkpoint_url
+        for asset in [url for url in (weights, release.source_url if source else None) if url]:
             print(fetch.fetch(asset, lock_path=lock, offline=offline, trust_on_first_use=trust_on_first_use))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ds2ir import archive, atomic, fetch, manifest, upstream
+from ds2ir import archive, atomic, fetch, manifest, pbmm, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
 from ds2ir.docker import Docker
 from ds2ir.errors import (ConfigError, ContainerError, DecoderError, Ds2irError, FetchError, MissingInputError,
@@ -47,8 +47,9 @@ def stages_for(target: Target, layout: ArtifactLayout) -> List[Stage]:
     frozen = (layout.frozen_graph,)
     ir = (layout.ir_xml, layout.ir_bin)
     reference = (layout.check_dir / "tf_reference.npz",)
+    weights = layout.model_file if target.checkpoint == "pbmm" else layout.checkpoint_dir
     stages = [
-        Stage("freeze", "freeze", "freeze", (layout.checkpoint_dir,), frozen + (layout.frozen_pbmm,)),
+        Stage("freeze", "freeze", "freeze", (weights,), frozen + (layout.frozen_pbmm,)),
         Stage("reference", "freeze", "reference", frozen, reference),
         Stage("convert", "convert", "convert", frozen, ir),
         Stage("check", "convert", "check", ir + reference, (layout.check_dir / "report.json",)),
@@ -84,7 +85,13 @@ class Builder:
     """Runs a target's stages through Docker with up-to-date checks."""
 
     def __init__(self, target: Target, *, project: Path, artifacts: Path, docker: Docker, force: bool = False,
-                 offline: bool = False, trust_on_first_use: bool = False):
+                 offline: bool = False, trust_on_first_use: bool = False, model: Optional[Path] = None):
+        """``model``: the user's own .pbmm, for a target with checkpoint = "pbmm" (else the release's is fetched)."""
+        if model is not None and target.checkpoint != "pbmm":
+            raise ConfigError(f"--model takes a memory-mapped model (.pbmm) for a target with checkpoint = \"pbmm\" "
+                              f"(e.g. deepspeech-0.8.2-pbmm), but target '{target.name}' builds from its "
+                              f"{target.checkpoint} checkpoint. Pass --target deepspeech-0.8.2-pbmm with --model.")
+        self.model = model
         self.target = target
         self.offline = offline
         self.trust_on_first_use = trust_on_first_use
@@ -171,6 +178,8 @@ class Builder:
             return
         if self.target.training is not None:
             self._copy_training_data()
+        if self.target.checkpoint == "pbmm":
+            self._require_model()
         if self.target.checkpoint != "release" or self.layout.checkpoint_dir.is_dir():
             return
         url = self.target.release.checkpoint_url
@@ -186,6 +195,33 @@ class Builder:
             ) from None
         archive.extract(archive_path, self.layout.checkpoint_dir)
         self.say(f"[{self.target.name}] checkpoint: extracted {archive_path.name} into {self.layout.checkpoint_dir}")
+
+    def _require_model(self) -> None:
+        """"pbmm" targets: the user's --model, else the one already there, else the release's .pbmm (fetched,
+        verified, cached). It is checked whole on the host, so a malformed file changes nothing."""
+        destination = self.layout.model_file
+        if self.model is None and destination.is_file():
+            return
+        source = self.model or self._fetch_model()
+        pbmm.check_file(source)
+        if destination.is_file() and self.hasher.file(destination) == self.hasher.file(source):
+            return  # unchanged: keep the mtime, so the freeze stage stays up to date
+        with atomic.atomic_path(destination) as tmp:
+            shutil.copyfile(str(source), str(tmp))
+        self.say(f"[{self.target.name}] model: {source} -> {destination}")
+
+    def _fetch_model(self) -> Path:
+        release = self.target.release
+        alternative = f"pass a .pbmm you have: 'invoke build --target {self.target.name} --model PATH.pbmm'"
+        if release.model_url is None:
+            raise MissingInputError(f"Target '{self.target.name}' builds from a memory-mapped model, and release "
+                                    f"'{release.name}' names none (model_url in targets.toml); {alternative}.")
+        try:
+            return fetch.fetch(release.model_url, lock_path=fetch.default_lock_path(), offline=self.offline,
+                               trust_on_first_use=self.trust_on_first_use)
+        except FetchError as exc:
+            raise FetchError(f"Target '{self.target.name}' needs the DeepSpeech {release.name} model "
+                             f"{release.model_url}. {exc} Alternatively {alternative}.") from None
 
     def _copy_training_data(self) -> None:
         assert self.target.training is not None
@@ -232,7 +268,8 @@ class Builder:
             if stamp.is_file():
                 stages[stage.name] = {"image": self._images[stage.image], "seconds": json.loads(stamp.read_text()).get("seconds"),
                                       "command": ["python", "-m", "ds2ir", stage.command, "--target", self.target.name]}
-        inputs = self.hasher.tree(self.layout.checkpoint_dir, self.artifacts) if self.layout.checkpoint_dir.is_dir() else {}
+        weights = self.layout.model_file if self.target.checkpoint == "pbmm" else self.layout.checkpoint_dir
+        inputs = self.hasher.tree(weights, self.artifacts) if weights.exists() else {}
         path = manifest.write(self.layout, self.target, inputs=inputs, outputs=self.output_hashes(), images=images,
                               stages=stages, docker_version=docker_version)
         self.say(f"[{self.target.name}] manifest: {path}")

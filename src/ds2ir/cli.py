@@ -47,13 +47,15 @@ def train(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> N
 
 
 def freeze(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
-    """Freeze the checkpoint into output_graph.pb with the target's exporter, and memory-map it
-    into output_graph.pbmm (freeze image)."""
+    """Freeze the checkpoint into output_graph.pb with the target's exporter (or unpack the target's .pbmm),
+    and memory-map it into output_graph.pbmm (freeze image)."""
     from ds2ir import pbmm
     from ds2ir.freeze import alphabet_for, freeze as freeze_graph
 
     alphabet = alphabet_for(layout.checkpoint_dir, target.alphabet)
-    if target.exporter == "coqui-stt":
+    if target.checkpoint == "pbmm":
+        pbmm.unpack_file(layout.model_file, layout.frozen_graph)
+    elif target.exporter == "coqui-stt":
         from ds2ir import coqui
 
         coqui.export(target, layout, alphabet, Runner())

@@ -38,7 +38,9 @@ LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 LSTM_FINAL_C = LSTM_SCOPE + "/GatherNd"
 LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
 
-CHECKPOINT_KINDS = ("release", "synthetic", "trained")
+#: where the weights come from: the release's checkpoint, seeded random, trained here, or a memory-mapped
+#: model file (the release's .pbmm at model_url, or the user's own with `invoke build --model PATH.pbmm`)
+CHECKPOINT_KINDS = ("release", "synthetic", "trained", "pbmm")
 #: who writes output_graph.pb: ds2ir's own TF1 graph (graph.py), Coqui STT's training package,
 #: or DeepSpeech's own DeepSpeech.py from the release's source archive (upstream.py)
 EXPORTERS = ("builtin", "coqui-stt", "deepspeech")
@@ -201,7 +203,7 @@ class Release:
     """One DeepSpeech model release: where its assets are and its architecture defaults.
 
     ``checkpoint_url`` is None for a release that publishes no checkpoint (only synthetic
-    or trained targets can use it).
+    or trained targets can use it); ``model_url`` is its memory-mapped model (``.pbmm``).
     """
 
     name: str
@@ -209,6 +211,7 @@ class Release:
     source_url: str
     n_hidden: int
     checkpoint_url: Optional[str] = None
+    model_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,11 @@ class ArtifactLayout:
     def frozen_pbmm(self) -> Path:
         """The frozen graph memory-mapped, as DeepSpeech's native client loads its release model."""
         return self.frozen_dir / "output_graph.pbmm"
+
+    @property
+    def model_file(self) -> Path:
+        """The memory-mapped model a "pbmm" target is built from (fetched, or the user's --model)."""
+        return self.target_dir / "model" / "model.pbmm"
 
     @property
     def ir_dir(self) -> Path:
@@ -509,6 +517,9 @@ class TargetsFile:
             exporter=exporter,
             app_image=self._app_image_ref(raw, key) if "app_image" in raw else None,
         )
+        if checkpoint == "pbmm" and (target.lstm, target.exporter) != ("fused", "builtin"):
+            raise ConfigError("checkpoint = \"pbmm\" takes the graph from the model file, so lstm and exporter "
+                              "cannot choose another one; drop them", file=self.source, key=f"{key}.checkpoint")
         if target.lstm == "hoisted" and target.exporter != "builtin":
             raise ConfigError(f"lstm = \"hoisted\" is a graph of ds2ir's own exporter, but exporter is "
                               f"\"{target.exporter}\"; drop one of the two", file=self.source, key=f"{key}.lstm")
@@ -658,6 +669,7 @@ class TargetsFile:
             name=name,
             graph_version=self._get(raw, "graph_version", int, key),
             checkpoint_url=self._url(raw, "checkpoint_url", key) if "checkpoint_url" in raw else None,
+            model_url=self._url(raw, "model_url", key) if "model_url" in raw else None,
             source_url=self._url(raw, "source_url", key),
             n_hidden=self._get(raw, "n_hidden", int, key),
         )

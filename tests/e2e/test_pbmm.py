@@ -1,9 +1,16 @@
-"""The memory-mapped graph every build writes (frozen/output_graph.pbmm), loaded by DeepSpeech's native client."""
+"""`.pbmm` out and in: the memory-mapped graph every build writes (frozen/output_graph.pbmm), loaded by
+DeepSpeech's native client; a target built from a served .pbmm; your own .pbmm, and malformed ones."""
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+from pathlib import Path
+from typing import Dict
 
-from tests.e2e.helpers import PROJECT, last_json, stage_command
+from ds2ir.config import ArtifactLayout
+from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
+from tests.e2e.helpers import PROJECT, invoke, last_json, pinned_assets_environment, stage_command
 
 SENTENCE = "she had your dark suit in greasy wash water all year"
 
@@ -18,3 +25,57 @@ def test_native_client_transcribes_our_pbmm_as_our_pb_and_its_constants_are_the_
     assert result["native_client"] == "0.9.3" and result["memory_mapped"] >= 6
     assert result["differing_constants"] == [] and result["graph_def_identical"] is True
     assert result["transcripts"] == {"pb": SENTENCE, "pbmm": SENTENCE}
+
+
+ASSET = "/releases/v0.0-test/deepspeech-test-models.pbmm"
+
+
+def _tree(directory: Path) -> Dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_pbmm_target_is_fetched_verified_unpacked_and_built_and_bad_model_files_change_nothing(tmp_path, asset_server):  # noqa: F811
+    """The .pbmm ds2ir writes for synthetic-small (its digest pinned in outputs.lock.json) served as a release's
+    model file: fetched, verified, unpacked back to the very .pb, converted to the very IR weights, checked."""
+    made = tmp_path / "made"
+    invoke("freeze", "--target", "synthetic-small", "--artifacts", str(made))
+    source = ArtifactLayout(made, "synthetic-small")
+    body = source.frozen_pbmm.read_bytes()
+    locked = json.loads((PROJECT / "outputs.lock.json").read_text())["synthetic-small"]
+    assert hashlib.sha256(body).hexdigest() == locked["frozen/output_graph.pbmm"]
+    url = asset_server.add(ASSET, body)
+    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text() + f"""
+[releases."test"]
+graph_version = 6
+model_url = "{url}"
+source_url = "{url}.source"
+n_hidden = 64
+
+[targets."served-pbmm"]
+extends = "synthetic-small"
+release = "test"
+checkpoint = "pbmm"
+""", {url: body})
+    artifacts = tmp_path / "artifacts"
+    invoke("build", "--target", "served-pbmm", "--artifacts", str(artifacts), env=env)
+    layout = ArtifactLayout(artifacts, "served-pbmm")
+    assert layout.model_file.read_bytes() == body and len(asset_server.requests_for(ASSET)) == 1
+    assert layout.frozen_graph.read_bytes() == source.frozen_graph.read_bytes()
+    assert hashlib.sha256(layout.ir_bin.read_bytes()).hexdigest() == locked["ir/output_graph.bin"]
+
+    # Your own .pbmm: a truncated one, or a .pb, is refused on the host and the artifacts stay as they were.
+    before = _tree(layout.target_dir)
+    truncated = tmp_path / "mine.pbmm"
+    truncated.write_bytes(body[:len(body) // 2])
+    for model, message in ((truncated, "is not a usable memory-mapped model (.pbmm)"),
+                           (source.frozen_graph, "is a plain frozen GraphDef (.pb), not a memory-mapped model")):
+        result = invoke("build", "--target", "served-pbmm", "--model", str(model), "--artifacts", str(artifacts),
+                        env=env, check=False)
+        assert result.returncode != 0 and message in result.stdout and "Traceback" not in result.stdout
+        assert _tree(layout.target_dir) == before
+    # ... and a sound one with the same bytes leaves every stage up to date.
+    mine = tmp_path / "mine-good.pbmm"
+    mine.write_bytes(body)
+    result = invoke("build", "--target", "served-pbmm", "--model", str(mine), "--artifacts", str(artifacts), env=env)
+    assert "ran: nothing (all up to date)" in result.stdout
