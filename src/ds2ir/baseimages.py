@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional
 
-from ds2ir.docker import Docker, offline_substitute
+from ds2ir.docker import BUILD_TIMEOUT, Docker, offline_substitute
 from ds2ir.errors import ConfigError, MissingInputError
 from ds2ir.runner import Runner
 
@@ -125,7 +125,7 @@ def build_offline_base_images(
             runner.say(f"offline base image {name} exists (use --force to rebuild)")
             built.append(name)
             continue
-        if if_missing and (docker.image_id(public) or runner.succeeds([docker.executable, "pull", public])):
+        if if_missing and (docker.image_id(public) or runner.succeeds([docker.executable, "pull", public], timeout=BUILD_TIMEOUT)):
             runner.say(f"base image {public} is available; no stand-in needed")
             built.append(public)
             continue
@@ -136,13 +136,13 @@ def build_offline_base_images(
             runner.say(f"packing {rootfs} + {python} -> {name}")
             if not runner.dry_run:
                 _write_image_tar(rootfs, python, image_tar)
-            runner.run(
+            docker.call(
                 [docker.executable, "import",
                  "--change", f"ENV PATH={python}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                  "--change", "ENV LANG=C.UTF-8",
                  "--change", 'CMD ["python3"]',
                  image_tar, name],
-                step=f"import {name}",
+                step=f"import {name}", timeout=BUILD_TIMEOUT,
             )
         built.append(name)
     return built

@@ -617,7 +617,7 @@ class Bench:
             started = time.monotonic()
             docker.build_stage_image(spec, self.builder.project, tag, no_cache=True, source=self.builder.source_archive(spec))
             costs[f"cold {spec.stage} image build (--no-cache), s"] = time.monotonic() - started
-            docker.runner.run([docker.executable, "image", "rm", tag], step="remove cold image", quiet=True)
+            docker.call([docker.executable, "image", "rm", tag], step="remove cold image", quiet=True)
         return costs
 
     def _report(self, costs: Dict[str, object]) -> Path:

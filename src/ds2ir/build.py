@@ -20,8 +20,16 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from ds2ir import archive, atomic, fetch, manifest, pbmm, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
 from ds2ir.docker import Docker
-from ds2ir.errors import (ConfigError, ContainerError, DecoderError, Ds2irError, FetchError, MissingInputError,
-                          VerificationError)
+from ds2ir.errors import (
+    CommandTimeoutError,
+    ConfigError,
+    ContainerError,
+    DecoderError,
+    Ds2irError,
+    FetchError,
+    MissingInputError,
+    VerificationError,
+)
 from ds2ir.paths import check_name
 
 STAGE_ORDER = ("checkpoint", "freeze", "reference", "convert", "check")
@@ -103,6 +111,7 @@ class Builder:
         self.say = docker.runner.say
         self.hasher = Hasher()
         self._images: Dict[str, str] = {}
+        self._holding_lock = False
 
     # -- public --------------------------------------------------------------
 
@@ -253,7 +262,11 @@ class Builder:
             except BlockingIOError:
                 self.say(f"another ds2ir build holds {self.artifacts}/.ds2ir.lock; waiting for it to finish")
                 fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+            self._holding_lock = True
+            try:
+                yield
+            finally:
+                self._holding_lock = False
 
     def _write_manifest(self, docker_version: str) -> None:
         images = {}
@@ -286,7 +299,7 @@ class Builder:
             except (ValueError, KeyError, TypeError):
                 pass
             self.say(f"{cache} is damaged; listing the image's packages again")
-        listing = self.docker.runner.run(
+        listing = self.docker.call(
             [self.docker.executable, "run", "--rm", "--network", "none", "--entrypoint", "python", tag,
              "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
             step="list image packages", capture=True, quiet=True)
@@ -367,10 +380,21 @@ class Builder:
         checkpoint_stage = stages_for(self.target, self.layout)[0]
         if self.layout.checkpoint_dir.is_dir() and not (checkpoint_stage.name == "checkpoint" and checkpoint_stage.command == command):
             mounts[self.layout.checkpoint_dir] = str(CONTAINER_ARTIFACTS / self.target.name / "checkpoint")
-        return self.docker.run_stage(
-            step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
-            artifacts=self.artifacts, targets=targets_file(), read_only=mounts, capture=capture,
-        )
+        try:
+            return self.docker.run_stage(
+                step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
+                artifacts=self.artifacts, targets=targets_file(), read_only=mounts, capture=capture,
+                timeout=self.target.stage_time_limit,
+            )
+        except CommandTimeoutError as exc:
+            if self._holding_lock:  # its container is gone and no other build runs here: drop what it was writing
+                atomic.remove_stale_temporaries(self.layout.target_dir)
+            raise CommandTimeoutError(
+                step=exc.step, command=exc.command, timeout=exc.timeout, log_tail=exc.log_tail,
+                fix=(f"Its container was stopped and removed; what it was writing never got a final name (outputs are "
+                     f"renamed into place only when complete). If the stage needs longer, raise stage_time_limit "
+                     f"({targets_file()}: [targets.\"{self.target.name}\"]); if it hangs, rerun with --debug."),
+            ) from exc
 
     def verify(self, recordings: Sequence[Path], precision: str) -> Path:
         """Stream real recordings through TF and the IR, compare and decode; return the report."""

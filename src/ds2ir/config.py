@@ -51,6 +51,9 @@ LSTM_VARIANTS = ("fused", "hoisted")
 WEIGHT_COMPRESSIONS = ("none", "int8")
 #: the keys that make a variant of a target: the same checkpoint and images, a different IR (docs/variants.md)
 VARIANT_KEYS = ("ir_precision", "lstm", "weight_compression")
+# A stage's container is stopped past this (targets.toml: stage_time_limit); the released 0.8.2
+# checkpoint freezes and converts in minutes, training a small target in well under an hour.
+DEFAULT_STAGE_TIME_LIMIT = 2 * 3600
 INFERENCE_PRECISIONS = ("f32", "bf16")
 #: what an image is for: the freeze or convert stage, or the application (`invoke transcribe`)
 STAGES = ("freeze", "convert", "app")
@@ -244,6 +247,8 @@ class Target:
     alphabet: Alphabet = field(default_factory=Alphabet.default)
     #: the image `invoke transcribe` runs the IR in; None: the convert image (greedy decoding only)
     app_image: Optional[ImageSpec] = None
+    #: seconds a stage's container may run before it is stopped and the build fails
+    stage_time_limit: int = DEFAULT_STAGE_TIME_LIMIT
 
     @property
     def application_image(self) -> ImageSpec:
@@ -289,6 +294,7 @@ class Target:
         data = asdict(self)
         data["alphabet"] = list(self.alphabet.labels)
         del data["app_image"]  # runs the finished IR; no build output depends on it
+        del data["stage_time_limit"]  # nor on how long a stage may take
         return data
 
     @property
@@ -409,6 +415,7 @@ INT_RANGES: Dict[str, Tuple[int, int]] = {
     "beam_width": (1, 100000),
     "graph_version": (1, 1000),
     "epochs": (1, 100000),
+    "stage_time_limit": (1, 7 * 24 * 3600),  # seconds, up to a week
 }
 #: numbers that must be finite and in (0, upper]
 FLOAT_UPPER: Dict[str, float] = {"relu_clip": 1e6, "learning_rate": 10.0}
@@ -421,7 +428,8 @@ _RELEASE_KEYS = {f.name for f in fields(Release)} - {"name"}
 _ARCH_KEYS = {f.name for f in fields(Architecture)} - {"graph_version"}
 _TRAINING_KEYS = {"training_" + f.name if f.name in ("audio", "transcript") else f.name for f in fields(Training)}
 _TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "seed", "freeze_image",
-                "convert_image", "ir_precision", "exporter", "lstm", "weight_compression", "app_image"} | _ARCH_KEYS
+                "convert_image", "ir_precision", "exporter", "lstm", "weight_compression", "app_image",
+                "stage_time_limit"} | _ARCH_KEYS
 
 
 class TargetsFile:
@@ -516,6 +524,8 @@ class TargetsFile:
                                 if "weight_compression" in raw else "none"),
             exporter=exporter,
             app_image=self._app_image_ref(raw, key) if "app_image" in raw else None,
+            stage_time_limit=(self._get(raw, "stage_time_limit", int, key) if "stage_time_limit" in raw
+                              else DEFAULT_STAGE_TIME_LIMIT),
         )
         if checkpoint == "pbmm" and (target.lstm, target.exporter) != ("fused", "builtin"):
             raise ConfigError("checkpoint = \"pbmm\" takes the graph from the model file, so lstm and exporter "

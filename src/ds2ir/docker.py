@@ -16,9 +16,17 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from ds2ir import atomic, fetch, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target, targets_file
-from ds2ir.errors import BaseImageError, CommandError, ContainerError, DockerUnavailableError, MissingInputError
+from ds2ir.errors import (
+    BaseImageError,
+    CommandError,
+    CommandTimeoutError,
+    ConfigError,
+    ContainerError,
+    DockerUnavailableError,
+    MissingInputError,
+)
 from ds2ir.paths import check_text
-from ds2ir.runner import Runner
+from ds2ir.runner import Runner, StrPath, quote
 
 OFFLINE_PREFIX = "ds2ir-offline/"
 # Stages have no network, so tools must not try to phone home. OpenVINO's telemetry (mo's and
@@ -32,6 +40,11 @@ PACKAGE_FILES = ("pyproject.toml", "src")
 # started them, so a build can find the ones a killed build left running (remove_stray_containers).
 ARTIFACTS_LABEL = "ds2ir.artifacts"
 OWNER_LABEL = "ds2ir.owner-pid"
+# Every Docker call but a stage's own run (limited by the target's stage_time_limit) has a time
+# limit, so a daemon that accepts connections but never answers fails clearly instead of hanging.
+TIMEOUT_ENV = "DS2IR_DOCKER_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0  # version, inspect, ps, rm, listing an image's packages: seconds when healthy
+BUILD_TIMEOUT = 3 * 3600.0  # docker build, pull, import: a cold image build downloads gigabytes
 
 
 def offline_substitute(public_image: str) -> str:
@@ -42,25 +55,47 @@ def offline_substitute(public_image: str) -> str:
 class Docker:
     """The Docker engine as ds2ir uses it."""
 
-    def __init__(self, runner: Runner, *, executable: str = "docker"):
+    def __init__(self, runner: Runner, *, executable: str = "docker", timeout: Optional[float] = None):
         self.runner = runner
         self.executable = executable
+        self.timeout = timeout if timeout is not None else default_timeout()
+
+    def call(self, argv: Sequence[StrPath], *, step: str, timeout: Optional[float] = None, **options: object) -> str:
+        """Run a Docker command that is not a stage's own run, within ``timeout`` (default: self.timeout).
+
+        Past it, the command is killed and a DockerUnavailableError names the engine."""
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return self.runner.run(argv, step=step, timeout=limit, **options)  # type: ignore[arg-type]
+        except CommandTimeoutError as exc:
+            raise DockerUnavailableError(
+                f"The Docker engine ({self.engine()}) did not finish '{quote(argv)}' within {limit:g} s, so it was "
+                f"stopped. A daemon that accepts connections but never answers is hung or overloaded: check it with "
+                f"'{self.executable} info', restart it ('sudo systemctl restart docker'), or point DOCKER_HOST at a "
+                f"working engine, then retry ({TIMEOUT_ENV} sets the limit for quick calls)."
+            ) from exc
+
+    def engine(self) -> str:
+        """The engine as the user knows it: client and daemon address."""
+        return f"client '{self.executable}', daemon at {os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock'}"
 
     # -- preflight -----------------------------------------------------------
 
     def preflight(self) -> str:
         """Check the engine answers before any work starts; return its version."""
         try:
-            return self.runner.run(
+            return self.call(
                 [self.executable, "version", "--format", "{{.Server.Version}}"],
                 step="docker preflight", capture=True, quiet=True,
             ).strip()
+        except DockerUnavailableError:
+            raise
         except Exception as exc:
             raise DockerUnavailableError(self._diagnose(str(exc))) from None
 
     def client_version(self) -> str:
         """The Docker client's version line; raises MissingInputError when it is not installed."""
-        return self.runner.run([self.executable, "--version"], step="docker client", capture=True, quiet=True).strip()
+        return self.call([self.executable, "--version"], step="docker client", capture=True, quiet=True).strip()
 
     def _diagnose(self, output: str) -> str:
         host = os.environ.get("DOCKER_HOST")
@@ -83,17 +118,19 @@ class Docker:
     def image_id(self, ref: str) -> Optional[str]:
         """The local image ID of ``ref``, or None when it is not present."""
         try:
-            return self.runner.run(
+            return self.call(
                 [self.executable, "image", "inspect", "--format", "{{.Id}}", ref],
                 step="inspect image", capture=True, quiet=True,
             ).strip()
+        except DockerUnavailableError:
+            raise
         except Exception:
             return None
 
     def image_size(self, ref: str) -> int:
         """The size of a local image in bytes (what `docker images` shows)."""
-        return int(self.runner.run([self.executable, "image", "inspect", "--format", "{{.Size}}", ref],
-                                   step="inspect image", capture=True, quiet=True).strip())
+        return int(self.call([self.executable, "image", "inspect", "--format", "{{.Size}}", ref],
+                             step="inspect image", capture=True, quiet=True).strip())
 
     def resolve_base_image(self, public_image: str) -> str:
         """The public base image, or its offline stand-in when one was built here."""
@@ -106,7 +143,7 @@ class Docker:
         if self.image_id(base):
             return base
         try:
-            self.runner.run([self.executable, "pull", base], step=f"pull {base}", capture=True, quiet=True)
+            self.call([self.executable, "pull", base], step=f"pull {base}", capture=True, quiet=True, timeout=BUILD_TIMEOUT)
         except CommandError as exc:
             reason = exc.log_tail.strip().splitlines()[-1:] or [f"exit code {exc.exit_code}"]
             raise BaseImageError(
@@ -161,7 +198,8 @@ class Docker:
             argv += ["--no-cache"] if no_cache else []
             for key, value in sorted(spec.build_args(base).items()):
                 argv += ["--build-arg", f"{key}={value}"]
-            self.runner.run(argv + [str(context)], step=f"build {spec.stage} image", env={"DOCKER_BUILDKIT": "0"})
+            self.call(argv + [str(context)], step=f"build {spec.stage} image", env={"DOCKER_BUILDKIT": "0"},
+                      timeout=BUILD_TIMEOUT)
 
     # -- containers ----------------------------------------------------------
 
@@ -176,13 +214,15 @@ class Docker:
         read_only: Optional[Mapping[Path, str]] = None,
         capture: bool = False,
         entrypoint: Optional[str] = None,
+        timeout: Optional[float] = None,
     ) -> str:
         """Run one stage in a throwaway container: no network, as the calling user.
 
         The artifacts directory is mounted at /artifacts and the targets file at
         /etc/ds2ir/targets.toml; ``read_only`` maps more host paths to container paths,
         mounted read-only. On failure the container is removed and a ContainerError
-        carries the log tail.
+        carries the log tail; past ``timeout`` seconds it is stopped and removed and a
+        CommandTimeoutError says so.
         """
         name = f"ds2ir-{step.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
         argv: List[str] = [
@@ -203,11 +243,11 @@ class Docker:
             return ContainerError(image=image, **kwargs)  # type: ignore[arg-type]
 
         try:
-            return self.runner.run(argv, step=step, error=container_error, capture=capture)
+            return self.runner.run(argv, step=step, error=container_error, capture=capture, timeout=timeout)
         finally:
             if not self.runner.dry_run:  # a dry run started nothing, so it removes nothing
-                # A killed client leaves the container running; make sure it is gone.
-                self.runner.succeeds([self.executable, "rm", "-f", name])
+                # A killed client (or one stopped at the time limit) leaves the container running; make sure it is gone.
+                self.runner.succeeds([self.executable, "rm", "-f", name], timeout=self.timeout)
 
     def remove_stray_containers(self, artifacts: Path) -> List[str]:
         """Remove the stage containers of ``artifacts`` whose starting process is gone; return their names.
@@ -216,14 +256,14 @@ class Docker:
         container running, still writing into ``artifacts``. The caller holds the artifacts
         directory's lock, so such a container belongs to no live build of this directory.
         """
-        listing = self.runner.run(
+        listing = self.call(
             [self.executable, "ps", "-a", "--filter", f"label={ARTIFACTS_LABEL}={artifacts.resolve()}",
              "--format", f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}'],
             step="list stray containers", capture=True, quiet=True)
         stray = [name for name, _, owner in (line.partition(" ") for line in listing.splitlines())
                  if not _process_alive(owner)]
         for name in stray:
-            self.runner.run([self.executable, "rm", "-f", name], step="remove stray container", capture=True, quiet=True)
+            self.call([self.executable, "rm", "-f", name], step="remove stray container", capture=True, quiet=True)
         return stray
 
     # -- compose -------------------------------------------------------------
@@ -232,26 +272,40 @@ class Docker:
         """Exit code of each service's last container (`compose up` alone does not fail on them)."""
         codes = {}
         for service in ("freeze", "convert"):
-            ids = self.runner.run([*compose, "ps", "-q", service], step="compose ps", capture=True, quiet=True,
-                                  cwd=cwd, env=env).split()
+            ids = self.call([*compose, "ps", "-q", service], step="compose ps", capture=True, quiet=True,
+                            cwd=cwd, env=env).split()
             if not ids:
                 codes[service] = -1  # never started (an earlier service failed)
                 continue
-            state = self.runner.run([self.executable, "inspect", "--format", "{{.State.ExitCode}}", ids[0]],
-                                    step="inspect container", capture=True, quiet=True)
+            state = self.call([self.executable, "inspect", "--format", "{{.State.ExitCode}}", ids[0]],
+                              step="inspect container", capture=True, quiet=True)
             codes[service] = int(state.strip())
         return codes
 
     def compose_command(self) -> List[str]:
         """``docker compose`` (v2) when available, else ``docker-compose`` (v1)."""
-        if self.runner.succeeds([self.executable, "compose", "version"]):
+        if self.runner.succeeds([self.executable, "compose", "version"], timeout=self.timeout):
             return [self.executable, "compose"]
-        if self.runner.succeeds(["docker-compose", "version"]):
+        if self.runner.succeeds(["docker-compose", "version"], timeout=self.timeout):
             return ["docker-compose"]
         raise DockerUnavailableError(
             "Neither 'docker compose' (v2) nor 'docker-compose' (v1) is installed. Install one "
             "(on Debian: 'apt-get install docker-compose') or use 'invoke build', which needs neither."
         )
+
+
+def default_timeout() -> float:
+    """$DS2IR_DOCKER_TIMEOUT (seconds), else DEFAULT_TIMEOUT."""
+    value = os.environ.get(TIMEOUT_ENV, "")
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _process_alive(pid: str) -> bool:

@@ -23,7 +23,8 @@ root and print the message; ``--debug`` shows the traceback as well.
     ├── ArchiveError           an archive is unreadable or corrupt
     │   └── UnsafeArchiveError ... or would write outside its destination or expand too far
     └── CommandError           a subprocess exited non-zero
-        └── ContainerError     ... inside a stage container
+        ├── ContainerError     ... inside a stage container
+        └── CommandTimeoutError ... or ran past its time limit and was stopped
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ __all__ = [
     "BaseImageError",
     "CheckpointError",
     "CommandError",
+    "CommandTimeoutError",
     "ConfigError",
     "ContainerError",
     "DecoderError",
@@ -169,6 +171,20 @@ class ContainerError(CommandError):
             head += (" The container was killed (docker kill, docker rm -f, or out of memory); "
                      "run the build again: it reruns the interrupted stage.")
         return f"{head}\n  image: {self.image}\n{rest}"
+
+
+class CommandTimeoutError(CommandError):
+    """A command ran past its time limit and was killed; ``fix`` says what to do about it."""
+
+    def __init__(self, *, step: str, command: Sequence[str], timeout: float, log_tail: str, fix: str = ""):
+        self.timeout = timeout
+        self.fix = fix
+        super().__init__(step=step, command=command, exit_code=-9, log_tail=log_tail)
+
+    def _describe(self) -> str:
+        _, _, rest = super()._describe().partition("\n")
+        head = f"Step '{self.step}' did not finish within {self.timeout:g} s and was stopped. {self.fix}".rstrip()
+        return f"{head}\n{rest}"
 
 
 class FetchError(Ds2irError):

@@ -11,10 +11,11 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import IO, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from ds2ir.errors import CommandError, MissingInputError
+from ds2ir.errors import CommandError, CommandTimeoutError, MissingInputError
 
 StrPath = Union[str, Path]
 LOG_TAIL_LINES = 40
@@ -49,11 +50,13 @@ class Runner:
         quiet: bool = False,
         error: Callable[..., CommandError] = CommandError,
         log: Optional[IO[str]] = None,
+        timeout: Optional[float] = None,
     ) -> str:
         """Run ``argv``; return its output when ``capture``; raise ``error`` on failure.
 
         ``quiet`` neither echoes the command nor streams its output (for probes); ``log`` gets
-        every line of it as well (long jobs whose whole output is worth keeping).
+        every line of it as well (long jobs whose whole output is worth keeping). A command
+        still running after ``timeout`` seconds is killed: :class:`CommandTimeoutError`.
         """
         argv = [str(a) for a in argv]
         if not quiet:
@@ -78,6 +81,16 @@ class Runner:
                 f"Install it (see README.md, 'scripts/bootstrap' does it on Debian) and retry."
             ) from exc
         assert proc.stdout is not None
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()  # ends its output, so the loop below ends too
+
+        timer = threading.Timer(timeout, expire) if timeout is not None else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
             for raw in proc.stdout:
                 line = raw.decode("utf-8", "replace")
@@ -91,19 +104,23 @@ class Runner:
                     sys.stderr.flush()
             code = proc.wait()
         finally:
+            if timer is not None:
+                timer.cancel()
             if proc.poll() is None:  # interrupted: never leave the child running
                 proc.kill()
                 proc.wait()
             proc.stdout.close()
+        if expired.is_set():
+            raise CommandTimeoutError(step=step, command=argv, timeout=timeout or 0, log_tail="\n".join(tail))
         if code != 0:
             raise error(step=step, command=argv, exit_code=code, log_tail="\n".join(tail))
         return "".join(captured)
 
-    def succeeds(self, argv: Sequence[StrPath]) -> bool:
-        """Whether ``argv`` exits 0; output discarded. For probes, never in dry run."""
+    def succeeds(self, argv: Sequence[StrPath], *, timeout: Optional[float] = None) -> bool:
+        """Whether ``argv`` exits 0 within ``timeout`` seconds; output discarded. For probes, never in dry run."""
         try:
             return subprocess.run(
-                [str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                [str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout
             ).returncode == 0
-        except FileNotFoundError:
+        except (FileNotFoundError, subprocess.TimeoutExpired):
             return False

@@ -1,5 +1,6 @@
 """Faults produced for real against `invoke build`: killed processes and containers, two builds at once,
-no or unreachable Docker, read-only and full filesystems, corrupted outputs, failing containers.
+no or unreachable Docker, read-only and full filesystems, corrupted outputs, failing containers, a stage
+past its time limit.
 
 docs/faults.md lists each fault, what the user sees and the test here that proves it.
 """
@@ -316,3 +317,22 @@ def test_failing_stage_is_one_container_error_with_its_log_tail(tmp_path, debug)
     assert "\n  last lines of its output:\n    ds2ir: error: " in text  # the container's own message
     assert ("Traceback" in text and "ds2ir.errors.ContainerError" in text) == debug
     assert not ArtifactLayout(artifacts, "junk-small").frozen_dir.exists()
+
+
+# -- 8. a stage past its time limit ---------------------------------------------------------
+
+
+def test_stage_past_its_time_limit_is_stopped_and_leaves_nothing_half_written(tmp_path):
+    targets = tmp_path / "targets.toml"
+    targets.write_text((PROJECT / "targets.toml").read_text()
+                       + '\n[targets."slow-small"]\nextends = "synthetic-small"\nstage_time_limit = 1\n')
+    artifacts = tmp_path / "artifacts"
+    result = invoke("build", "--target", "slow-small", "--artifacts", str(artifacts),
+                    env={config.TARGETS_ENV: str(targets)}, check=False)
+    assert_clean_error(result, "[slow-small] checkpoint: running (never built)",
+                       "ds2ir: error: Step 'make-checkpoint' did not finish within 1 s and was stopped. Its container "
+                       "was stopped and removed", f"raise stage_time_limit ({targets}: [targets.\"slow-small\"])")
+    assert containers(artifacts) == []
+    layout = ArtifactLayout(artifacts, "slow-small")
+    assert not layout.checkpoint_dir.exists() and not (layout.stamps_dir / "checkpoint.json").exists()
+    assert list(layout.target_dir.rglob(f"*{atomic.TEMP_MARK}*")) == []

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from ds2ir.errors import CommandError, MissingInputError
+from ds2ir.errors import CommandError, CommandTimeoutError, MissingInputError
 from ds2ir.runner import Runner, quote
 
 
@@ -37,3 +37,12 @@ def test_dry_run_runs_nothing(tmp_path):
 def test_missing_program_is_a_clear_error():
     with pytest.raises(MissingInputError, match="not installed"):
         Runner(say=lambda _: None).run(["ds2ir-no-such-program"], step="x")
+
+
+def test_a_command_past_its_timeout_is_killed_and_reported() -> None:
+    with pytest.raises(CommandTimeoutError) as raised:
+        Runner(echo_output=False).run(["sh", "-c", "echo started; exec sleep 600"], step="hang", timeout=0.5, quiet=True)
+    error = raised.value
+    assert error.timeout == 0.5 and error.exit_code == -9
+    assert str(error).startswith("Step 'hang' did not finish within 0.5 s and was stopped.")
+    assert "started" in error.log_tail
