@@ -138,17 +138,22 @@ def _number(option: str, value: Optional[str]) -> Optional[float]:
 
 @task(help={**_help("target", "artifacts", "debug"), "device": "OpenVINO device (default: CPU)",
             "precision": "OpenVINO inference precision: f32 (default) or bf16",
-            "scorer": "a DeepSpeech .scorer: beam search with its language model",
+            "scorer": "a DeepSpeech .scorer: beam search with its language model; 'release': the release's own scorer, "
+                      "fetched into the cache and verified",
+            "offline": HELP["offline"], "trust_on_first_use": HELP["trust_on_first_use"],
             "beam_width": "beam search with this width (default with --scorer: the model's metadata_beam_width, 500)",
             "lm_alpha": "language model weight (with --lm-beta; default: the scorer's)",
             "lm_beta": "word insertion weight (with --lm-alpha; default: the scorer's)"})
 def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str = "CPU", precision: str = "f32",
                scorer: Optional[str] = None, beam_width: int = 0, lm_alpha: Optional[str] = None,
-               lm_beta: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
+               lm_beta: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False,
+               offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Transcribe a WAV file with the IR in the app image (greedy CTC, or beam search) and print the real-time factor."""
     with user_errors(debug):
-        print(_builder(target, artifacts).transcribe(
-            Path(audio).resolve(), device=device, precision=precision, scorer=Path(scorer).resolve() if scorer else None,
+        builder = _builder(target, artifacts, offline=offline, trust_on_first_use=trust_on_first_use)
+        scorer_file = builder.release_scorer() if scorer == "release" else Path(scorer).resolve() if scorer else None
+        print(builder.transcribe(
+            Path(audio).resolve(), device=device, precision=precision, scorer=scorer_file,
             beam_width=beam_width or None, lm_alpha=_number("lm-alpha", lm_alpha), lm_beta=_number("lm-beta", lm_beta),
         ), end="")
 

@@ -205,6 +205,20 @@ class Builder:
         archive.extract(archive_path, self.layout.checkpoint_dir)
         self.say(f"[{self.target.name}] checkpoint: extracted {archive_path.name} into {self.layout.checkpoint_dir}")
 
+    def release_scorer(self) -> Path:
+        """The release's scorer (``--scorer release``): fetched into the cache on the host, with a progress bar
+        (953 MB for 0.8.2), and verified against assets.lock.toml on every use."""
+        release = self.target.release
+        if release.scorer_url is None:
+            raise MissingInputError(f"Target '{self.target.name}' is of release '{release.name}', which names no scorer "
+                                    f"(scorer_url in targets.toml); pass a scorer file with --scorer PATH.")
+        try:
+            return fetch.fetch(release.scorer_url, lock_path=fetch.default_lock_path(), offline=self.offline,
+                               trust_on_first_use=self.trust_on_first_use)
+        except FetchError as exc:
+            raise FetchError(f"--scorer release needs the DeepSpeech {release.name} scorer {release.scorer_url}. {exc} "
+                             f"Alternatively pass a scorer file you have with --scorer PATH.") from None
+
     def _require_model(self) -> None:
         """"pbmm" targets: the user's --model, else the one already there, else the release's .pbmm (fetched,
         verified, cached). It is checked whole on the host, so a malformed file changes nothing."""

@@ -206,7 +206,8 @@ class Release:
     """One DeepSpeech model release: where its assets are and its architecture defaults.
 
     ``checkpoint_url`` is None for a release that publishes no checkpoint (only synthetic
-    or trained targets can use it); ``model_url`` is its memory-mapped model (``.pbmm``).
+    or trained targets can use it); ``model_url`` is its memory-mapped model (``.pbmm``), ``scorer_url``
+    its language model package (``invoke transcribe --scorer release``).
     """
 
     name: str
@@ -215,6 +216,7 @@ class Release:
     n_hidden: int
     checkpoint_url: Optional[str] = None
     model_url: Optional[str] = None
+    scorer_url: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -680,6 +682,7 @@ class TargetsFile:
             graph_version=self._get(raw, "graph_version", int, key),
             checkpoint_url=self._url(raw, "checkpoint_url", key) if "checkpoint_url" in raw else None,
             model_url=self._url(raw, "model_url", key) if "model_url" in raw else None,
+            scorer_url=self._url(raw, "scorer_url", key) if "scorer_url" in raw else None,
             source_url=self._url(raw, "source_url", key),
             n_hidden=self._get(raw, "n_hidden", int, key),
         )

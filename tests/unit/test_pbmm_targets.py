@@ -1,6 +1,8 @@
-"""Targets built from a memory-mapped model (checkpoint = "pbmm"): configuration and the --model option."""
+"""The release's published files: targets built from a memory-mapped model (checkpoint = "pbmm") and the
+--model option; the release scorer (`invoke transcribe --scorer release`)."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,9 @@ from ds2ir import fetch
 from ds2ir.build import Builder, stages_for
 from ds2ir.config import ArtifactLayout, TargetsFile, load_target
 from ds2ir.docker import Docker
-from ds2ir.errors import ConfigError
+from ds2ir.errors import ConfigError, FetchError, MissingInputError
 from ds2ir.runner import Runner
+from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests.unit.test_config import _write
 
 RELEASE_0_8_2 = "https://github.com/mozilla/DeepSpeech/releases/download/v0.8.2/"
@@ -43,3 +46,43 @@ def test_model_option_needs_a_pbmm_target(tmp_path):
                                           "its synthetic checkpoint"):
         Builder(load_target("synthetic-small"), project=tmp_path, artifacts=tmp_path, docker=Docker(Runner(dry_run=True)),
                 model=tmp_path / "mine.pbmm")
+
+
+def test_release_scorer_is_pinned_to_the_digest_open_model_zoo_publishes():
+    url = load_target("deepspeech-0.8.2").release.scorer_url
+    assert url == RELEASE_0_8_2 + "deepspeech-0.8.2-models.scorer"
+    entry = fetch.read_lock(fetch.default_lock_path())[url]
+    assert (entry.size, entry.sha256) == (953363776, "d0cf926ab9cab54a8a7d70003b931b2d62ebd9105ed392d1ec9c840029867799")
+
+
+def test_scorer_release_is_fetched_into_the_cache_verified_and_a_tampered_one_is_refused(
+        tmp_path, monkeypatch, asset_server):  # noqa: F811
+    body = b"a release scorer's bytes"
+    good = asset_server.add("/v0.0/good.scorer", body)
+    bad = asset_server.add("/v0.0/bad.scorer", body, served_body=b"A" + body[1:])
+    lock = tmp_path / "assets.lock.toml"
+    fetch.write_lock(lock, {url: fetch.LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest())
+                            for url in (good, bad)})
+    monkeypatch.setenv(fetch.LOCK_ENV, str(lock))
+    monkeypatch.setenv(fetch.CACHE_ENV, str(tmp_path / "cache"))
+
+    def builder(url: str) -> Builder:
+        targets = TargetsFile.load(_write(tmp_path, f'\n[releases.t]\ngraph_version = 6\nn_hidden = 64\n'
+                                                    f'source_url = "{url}.src"\nscorer_url = "{url}"\n\n'
+                                                    f'[targets.x]\nextends = "synthetic-small"\nrelease = "t"\n'))
+        return Builder(targets.target("x"), project=tmp_path, artifacts=tmp_path / "a",
+                       docker=Docker(Runner(dry_run=True)))
+
+    path = builder(good).release_scorer()
+    assert path.read_bytes() == body and tmp_path / "cache" in path.parents
+    with pytest.raises(FetchError, match="--scorer release needs the DeepSpeech t scorer .*its sha256 is .*discarded"):
+        builder(bad).release_scorer()
+    assert sorted(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file()
+                  and not p.name.endswith(".lock")) == [body]
+
+
+def test_a_release_without_a_scorer_says_to_pass_one(tmp_path):
+    builder = Builder(load_target("coqui-stt-1.4.0"), project=tmp_path, artifacts=tmp_path,
+                      docker=Docker(Runner(dry_run=True)))
+    with pytest.raises(MissingInputError, match="names no scorer .* --scorer PATH"):
+        builder.release_scorer()
