@@ -225,6 +225,8 @@ class Docker:
         CommandTimeoutError says so.
         """
         name = f"ds2ir-{step.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
+        if not self.runner.dry_run:
+            artifacts.mkdir(parents=True, exist_ok=True)  # --mount, unlike -v, does not create a missing source
         argv: List[str] = [
             self.executable, "run", "--rm", "--name", name, "--network", "none",
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",

@@ -1,6 +1,7 @@
-"""Stage containers see the artifacts directory whatever its path holds (',' and ':' split `-v` values)."""
+"""Stage containers see the artifacts directory and inputs whatever their paths hold (',' and ':' split `-v` values)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ds2ir.docker import Docker
@@ -8,11 +9,14 @@ from ds2ir.docker import Docker
 
 def test_artifacts_path_with_colon_comma_and_quote_is_mounted_as_given(docker: Docker, tmp_path: Path) -> None:
     artifacts = tmp_path / 'a:b,c"d'
-    artifacts.mkdir()
-    (artifacts / "inside.txt").write_text("artifacts\n")
     targets = tmp_path / "t:1,2.toml"
     targets.write_text("targets\n")
+    recording = tmp_path / "in,put:1.wav"
+    recording.write_text("input\n")
     image = docker.resolve_base_image("python:3.11-slim")
-    out = docker.run_stage(step="mount probe", image=image, entrypoint="cat", artifacts=artifacts, targets=targets,
-                           args=["/artifacts/inside.txt", "/etc/ds2ir/targets.toml"], capture=True)
-    assert out == "artifacts\ntargets\n"
+    out = docker.run_stage(step="mount probe", image=image, entrypoint="sh", artifacts=artifacts, targets=targets,
+                           read_only={recording: "/input/in,put:1.wav"}, capture=True,
+                           args=["-c", "cat '/input/in,put:1.wav' /etc/ds2ir/targets.toml && echo written > /artifacts/out"])
+    assert out == "input\ntargets\n"
+    assert (artifacts / "out").read_text() == "written\n"
+    assert artifacts.stat().st_uid == os.getuid()  # made by ds2ir as the user (-v let the engine make it as root)
