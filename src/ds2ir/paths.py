@@ -63,8 +63,12 @@ def check_relative_path(value: str, *, file: Optional[str] = None, key: Optional
 def path_under(root: Path, *names: str) -> Path:
     """``root / names...``, refused unless it stays under ``root`` (lexically, before any symlink)."""
     path = root.joinpath(*names)
-    base = os.path.normpath(str(root))
-    if os.path.commonpath([base, os.path.normpath(str(path))]) != base or os.path.normpath(str(path)) == base:
+    base, inside = os.path.normpath(str(root)), os.path.normpath(str(path))
+    try:
+        common = os.path.commonpath([base, inside])
+    except ValueError:  # one absolute, one relative: a name was an absolute path
+        common = ""
+    if common != base or inside == base:
         raise ConfigError(f"refusing the path {path}: it leaves {root}. Names must not contain '/' or '..'.")
     return path
 
