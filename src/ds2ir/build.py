@@ -21,6 +21,7 @@ from ds2ir import archive, atomic, fetch, manifest, pbmm, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
 from ds2ir.docker import Docker
 from ds2ir.errors import (
+    AudioError,
     CommandTimeoutError,
     ConfigError,
     ContainerError,
@@ -30,7 +31,7 @@ from ds2ir.errors import (
     MissingInputError,
     VerificationError,
 )
-from ds2ir.paths import check_name
+from ds2ir.paths import check_name, regular_file
 
 STAGE_ORDER = ("checkpoint", "freeze", "reference", "convert", "check")
 #: written into every target directory a build starts: what `invoke clean` recognises as ds2ir's own
@@ -430,8 +431,7 @@ class Builder:
         from ds2ir import decode, scorer as scorers
 
         decode.check_options(scorer=scorer, beam_width=beam_width, lm_alpha=lm_alpha, lm_beta=lm_beta)
-        if not recording.is_file():
-            raise MissingInputError(f"The audio file {recording} does not exist.")
+        regular_file(recording, "audio file", error=AudioError)  # a FIFO or directory fails here, not in the container
         spec = self.target.application_image
         if (scorer or beam_width) and "ds-ctcdecoder==" not in (self.project / spec.lock).read_text():
             raise DecoderError(f"Beam search needs ds_ctcdecoder, but target '{self.target.name}' transcribes in image "

@@ -76,3 +76,16 @@ def test_scorer_and_options_are_checked_on_the_host(tmp_path, wav):
         builder.transcribe(wav, device="CPU", precision="f32", scorer=wav)
     with pytest.raises(ConfigError, match="need --scorer"):
         builder.transcribe(wav, device="CPU", precision="f32", lm_alpha=1.0, lm_beta=1.0)
+
+
+def test_an_audio_path_that_is_not_a_file_is_refused_on_the_host(tmp_path, wav):
+    from ds2ir.errors import AudioError
+    from tests._support.fifo import fifo
+
+    builder = _builder(load_target("ldc93s1-smoke"), tmp_path)
+    with pytest.raises(MissingInputError, match="The audio file .* does not exist"):
+        builder.transcribe(tmp_path / "absent.wav", device="CPU", precision="f32")
+    with pytest.raises(AudioError, match="is a directory, not a regular file"):
+        builder.transcribe(tmp_path, device="CPU", precision="f32")
+    with fifo(tmp_path / "pipe.wav") as path, pytest.raises(AudioError, match="is a FIFO"):
+        builder.transcribe(path, device="CPU", precision="f32")
