@@ -155,3 +155,9 @@ def test_dry_run_changes_nothing_on_disk_or_in_the_engine(tmp_path, target):
     assert (_tree(tmp_path / "artifacts"), _tree(cache)) == before
     changing = [call for call in fake_docker.calls(tmp_path / "docker") if call[0] in fake_docker.MUTATING]
     assert changing == []
+
+
+def test_clean_keeps_exactly_the_root_directories_matrix_and_bench_write() -> None:
+    from ds2ir import bench, matrix
+
+    assert set(build.ROOT_DIRECTORIES) == {matrix.MATRIX_DIR, bench.BENCH_DIR}
