@@ -12,16 +12,18 @@ import fcntl
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ds2ir import archive, atomic, fetch, manifest, pbmm, upstream
+from ds2ir import archive, atomic, checkpoint, fetch, manifest, pbmm, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
 from ds2ir.docker import Docker
 from ds2ir.errors import (
     AudioError,
+    CheckpointError,
     CommandTimeoutError,
     ConfigError,
     ContainerError,
@@ -111,6 +113,8 @@ class Builder:
         self.force = force
         self.say = docker.runner.say
         self.hasher = Hasher()
+        #: the checkpoint archive extracted without a digest, to be verified by agreement after the freeze stage
+        self._unverified: Optional[Path] = None
         self._images: Dict[str, str] = {}
         self._holding_lock = False
 
@@ -146,12 +150,19 @@ class Builder:
             self._mark_target_dir()
             self.images()  # before any download: a base image that cannot be had fails fast
             self._require_checkpoint()
-            for stage in stages_for(self.target, self.layout):
-                if STAGE_ORDER.index(stage.name) > STAGE_ORDER.index(until):
-                    break
-                seconds = self._run_if_needed(stage)
-                if seconds is not None:
-                    timings[stage.name] = seconds
+            try:
+                for stage in stages_for(self.target, self.layout):
+                    if STAGE_ORDER.index(stage.name) > STAGE_ORDER.index(until):
+                        break
+                    seconds = self._run_if_needed(stage)
+                    if seconds is not None:
+                        timings[stage.name] = seconds
+                    if stage.name == "freeze" and self._unverified is not None:
+                        self._verify_by_agreement(self._unverified)
+            except BaseException:
+                if self._unverified is not None:  # never leave a checkpoint nothing has verified
+                    self._discard_unverified(self._unverified)
+                raise
             if not self.docker.runner.dry_run and (timings or not (self.layout.target_dir / "manifest.json").is_file()):
                 self._write_manifest(docker_version)
         return timings
@@ -190,13 +201,27 @@ class Builder:
             self._copy_training_data()
         if self.target.checkpoint == "pbmm":
             self._require_model()
-        if self.target.checkpoint != "release" or self.layout.checkpoint_dir.is_dir():
+        if self.target.checkpoint != "release":
+            return
+        if self._unverified_marker.is_file():  # an interrupted verification by agreement: start it again
+            shutil.rmtree(str(self.layout.checkpoint_dir), ignore_errors=True)
+            self._unverified_marker.unlink()
+        if self.layout.checkpoint_dir.is_dir():
             return
         url = self.target.release.checkpoint_url
         assert url is not None, "config.py rejects release checkpoints of releases without one"
+        lock = fetch.default_lock_path()
         try:
-            archive_path = fetch.fetch(url, lock_path=fetch.default_lock_path(), offline=self.offline,
-                                       trust_on_first_use=self.trust_on_first_use)
+            if self._agreement_possible(url, lock):
+                with tempfile.TemporaryDirectory() as scratch:  # pinned only once the weights agree
+                    provisional = Path(scratch) / lock.name
+                    shutil.copyfile(str(lock), str(provisional))
+                    archive_path = fetch.fetch(url, lock_path=provisional, offline=self.offline, trust_on_first_use=True)
+                self._unverified = archive_path
+                atomic.write_bytes(self._unverified_marker, url.encode())
+            else:
+                archive_path = fetch.fetch(url, lock_path=lock, offline=self.offline,
+                                           trust_on_first_use=self.trust_on_first_use)
         except FetchError as exc:
             raise FetchError(
                 f"Target '{self.target.name}' needs the DeepSpeech {self.target.release.name} checkpoint {url}. {exc} "
@@ -205,6 +230,58 @@ class Builder:
             ) from None
         archive.extract(archive_path, self.layout.checkpoint_dir)
         self.say(f"[{self.target.name}] checkpoint: extracted {archive_path.name} into {self.layout.checkpoint_dir}")
+
+    def _agreement_possible(self, url: str, lock: Path) -> bool:
+        """Whether a checkpoint without a digest can be verified by agreement: its release's .pbmm is pinned."""
+        entries = fetch.read_lock(lock)
+        model_url = self.target.release.model_url
+        return (not self.trust_on_first_use and not entries.get(url, fetch.LockEntry()).sha256
+                and model_url is not None and bool(entries.get(model_url, fetch.LockEntry()).sha256))
+
+    def _verify_by_agreement(self, archive_path: Path) -> None:
+        """Compare every weight of the frozen checkpoint with the pinned .pbmm's: bitwise equal pins the
+        checkpoint's digest in the lock; any difference refuses it and removes what it left."""
+        release, lock = self.target.release, fetch.default_lock_path()
+        url, model_url = release.checkpoint_url, release.model_url
+        assert url is not None and model_url is not None
+        model = self._fetch_model()
+        names = [variable.name for variable in checkpoint.model_variables(self.target.architecture, self.target.n_classes)]
+        differences = pbmm.weight_differences(self.layout.frozen_graph.read_bytes(), model.read_bytes(), names,
+                                              model_source=str(model))
+        if differences:
+            listed = "; ".join(f"{name}: max |Δ| {delta:.3g}" for name, delta in sorted(differences.items()))
+            raise CheckpointError(
+                f"The DeepSpeech {release.name} checkpoint {url} has no digest in {lock}, and its weights do not "
+                f"agree with the release's model file {model_url}, whose digest is pinned: {listed}. Nothing was "
+                f"recorded and the download was discarded. If you trust this checkpoint anyway, build with "
+                f"--trust-on-first-use.")
+        size, digest = fetch.measure(archive_path)
+        entries = fetch.read_lock(lock)
+        entries[url] = fetch.LockEntry(size=size, sha256=digest)
+        fetch.write_lock(lock, entries)
+        pinned = entries[model_url].sha256
+        atomic.write_json(self.layout.verification, {
+            "checkpoint": url, "sha256": digest, "size": size,
+            "verified_by": f"agreement: every weight equals, bit for bit, that of {model_url} (sha256 {pinned}, pinned)",
+            "weights": names})
+        self.say(f"[{self.target.name}] checkpoint: verified by agreement with {model_url} ({len(names)} weights "
+                 f"bitwise equal); recorded its sha256 {digest} in {lock}")
+        self._unverified_marker.unlink()
+        self._unverified = None
+
+    @property
+    def _unverified_marker(self) -> Path:
+        """Present while an extracted checkpoint awaits verification by agreement."""
+        return self.layout.target_dir / ".unverified-checkpoint"
+
+    def _discard_unverified(self, archive_path: Path) -> None:
+        """Remove an unverified checkpoint, what was frozen from it and its download."""
+        shutil.rmtree(str(self.layout.checkpoint_dir), ignore_errors=True)
+        for path in (self.layout.frozen_graph, self.layout.frozen_pbmm, self._stamp(stages_for(self.target, self.layout)[0]),
+                     archive_path, self._unverified_marker):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        self._unverified = None
 
     def release_scorer(self) -> Path:
         """The release's scorer (``--scorer release``): fetched into the cache on the host, with a progress bar

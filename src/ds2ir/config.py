@@ -335,6 +335,11 @@ class ArtifactLayout:
         return self.frozen_dir / "output_graph.pbmm"
 
     @property
+    def verification(self) -> Path:
+        """How a release checkpoint without a published digest was verified (by agreement with the .pbmm)."""
+        return self.target_dir / "verification.json"
+
+    @property
     def model_file(self) -> Path:
         """The memory-mapped model a "pbmm" target is built from (fetched, or the user's --model)."""
         return self.target_dir / "model" / "model.pbmm"

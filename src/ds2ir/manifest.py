@@ -78,6 +78,8 @@ def write(layout: ArtifactLayout, target: Target, *, inputs: Mapping[str, str], 
         "images": {stage: dict(info) for stage, info in images.items()},
         "stages": {stage: dict(info) for stage, info in stages.items()},
         "mo": json.loads(conversion.read_text()) if conversion.is_file() else None,
+        "checkpoint_verification": (json.loads(layout.verification.read_text()) if layout.verification.is_file()
+                                    else None),
         "docker_server": docker_version,
     }
     path = layout.target_dir / "manifest.json"

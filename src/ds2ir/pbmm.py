@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ds2ir import atomic
 from ds2ir.errors import ModelFileError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PREFIX = "memmapped_package://"
 GRAPH_REGION = PREFIX + "."
@@ -393,6 +396,53 @@ def _region_name(node_name: str, used: set) -> str:
 def _element_bytes(name: str, offset: int, length: int) -> bytes:
     element = _varint_field(_ELEMENT_OFFSET, offset) + _bytes_field(_ELEMENT_NAME, name.encode())
     return _bytes_field(_DIRECTORY_ELEMENT, element + _varint_field(_ELEMENT_LENGTH, length))
+
+
+# -- agreement: the same weights in two graphs ---------------------------------------------
+
+def constants(graph_def: bytes, names: Iterable[str]) -> Dict[str, "np.ndarray"]:
+    """The float32 constants ``names`` of a plain GraphDef that holds them (tensor_content or float_val)."""
+    import numpy as np
+
+    wanted, found = set(names), {}
+    for field in _fields(graph_def):
+        if field.number != _GRAPH_NODE or not isinstance(field.value, memoryview):
+            continue
+        node = _Node.parse(field.value)
+        tensor = node.attr("value", _ATTR_TENSOR) if node.op == "Const" and node.name in wanted else None
+        if not isinstance(tensor, memoryview):
+            continue
+        parts = {f.number: f.value for f in _fields(tensor)}
+        shape = parts.get(_TENSOR_SHAPE)
+        dims = _shape(shape) if isinstance(shape, memoryview) else []
+        if parts.get(_TENSOR_DTYPE) != 1 or dims is None:  # DT_FLOAT
+            continue
+        content, values = parts.get(_TENSOR_CONTENT), parts.get(5)  # float_val: packed, the last one repeated
+        if isinstance(content, memoryview):
+            array = np.frombuffer(bytes(content), "<f4")
+        elif isinstance(values, memoryview):
+            array = np.frombuffer(bytes(values), "<f4")
+            array = np.concatenate([array, np.repeat(array[-1:], int(np.prod(dims)) - len(array))])
+        else:
+            continue
+        found[node.name] = array.reshape(dims)
+    return found
+
+
+def weight_differences(frozen: bytes, model: bytes, names: Sequence[str], *, model_source: str) -> Dict[str, float]:
+    """name -> max |Δ| for each weight ``names`` that differs between a frozen graph and a ``.pbmm``
+    (inf when one lacks it or the shapes differ); empty when every one is bitwise equal."""
+    import numpy as np
+
+    ours, theirs = constants(frozen, names), constants(unpack(model, model_source), names)
+    differences = {}
+    for name in names:
+        a, b = ours.get(name), theirs.get(name)
+        if a is None or b is None or a.shape != b.shape:
+            differences[name] = float("inf")
+        elif a.tobytes() != b.tobytes():
+            differences[name] = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+    return differences
 
 
 # -- files and errors ------------------------------------------------------------------------

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import struct
 from pathlib import Path
 from typing import Dict
 
+from ds2ir import pbmm
 from ds2ir.config import ArtifactLayout
+from ds2ir.fetch import LockEntry, read_lock, write_lock
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
+from tests._support.tarballs import release_tarball
 from tests.e2e.helpers import PROJECT, invoke, last_json, pinned_assets_environment, stage_command
 
 SENTENCE = "she had your dark suit in greasy wash water all year"
@@ -79,3 +83,68 @@ checkpoint = "pbmm"
     mine.write_bytes(body)
     result = invoke("build", "--target", "served-pbmm", "--model", str(mine), "--artifacts", str(artifacts), env=env)
     assert "ran: nothing (all up to date)" in result.stdout
+
+
+CHECKPOINT_ASSET = "/releases/v0.0-test/deepspeech-test-checkpoint.tar.gz"
+
+
+def _agreement_environment(tmp_path: Path, asset_server, checkpoint: bytes, model: bytes) -> Dict[str, str]:  # noqa: F811
+    """A release whose checkpoint has no digest in the lock and whose .pbmm is pinned."""
+    name = tmp_path.name
+    checkpoint_url = asset_server.add(f"/{name}{CHECKPOINT_ASSET}", checkpoint)
+    model_url = asset_server.add(f"/{name}{ASSET}", model)
+    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text() + f"""
+[releases."test"]
+graph_version = 6
+checkpoint_url = "{checkpoint_url}"
+model_url = "{model_url}"
+source_url = "{checkpoint_url}.source"
+n_hidden = 64
+
+[targets."agreed-small"]
+extends = "synthetic-small"
+release = "test"
+checkpoint = "release"
+""", {model_url: model})
+    lock = Path(env["DS2IR_ASSETS_LOCK"])
+    entries = read_lock(lock)
+    entries[checkpoint_url] = LockEntry()  # no digest: only the model file's is known
+    write_lock(lock, entries)
+    return env
+
+
+def test_checkpoint_without_a_digest_is_verified_by_agreement_with_the_pinned_pbmm(tmp_path, asset_server):  # noqa: F811
+    made = tmp_path / "made"
+    invoke("freeze", "--target", "synthetic-small", "--artifacts", str(made))
+    source = ArtifactLayout(made, "synthetic-small")
+    tarball = release_tarball(tmp_path / "release.tar.gz", root="deepspeech-test-checkpoint",
+                              files={p.name: p.read_bytes() for p in source.checkpoint_dir.iterdir()}).read_bytes()
+    model = source.frozen_pbmm.read_bytes()
+
+    # The same weights: the checkpoint's digest is recorded, and the manifest says how it was verified.
+    agreed = tmp_path / "agreed"
+    agreed.mkdir()
+    env = _agreement_environment(agreed, asset_server, tarball, model)
+    invoke("freeze", "--target", "agreed-small", "--artifacts", str(agreed / "artifacts"), env=env)
+    url = next(u for u in read_lock(Path(env["DS2IR_ASSETS_LOCK"])) if u.endswith(CHECKPOINT_ASSET))
+    assert read_lock(Path(env["DS2IR_ASSETS_LOCK"]))[url].sha256 == hashlib.sha256(tarball).hexdigest()
+    layout = ArtifactLayout(agreed / "artifacts", "agreed-small")
+    manifest = json.loads((layout.target_dir / "manifest.json").read_text())
+    assert manifest["checkpoint_verification"]["verified_by"].startswith("agreement: every weight equals, bit for bit")
+
+    # One weight changed in the pinned .pbmm: refused, naming it; nothing recorded, extracted or cached.
+    regions = pbmm.read_directory(model, "model")
+    offset = regions["memmapped_package://layer_1_weights"].offset
+    (value,) = struct.unpack_from("<f", model, offset)
+    changed = model[:offset] + struct.pack("<f", value + 0.5) + model[offset + 4:]
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    env = _agreement_environment(refused, asset_server, tarball, changed)
+    lock_before = Path(env["DS2IR_ASSETS_LOCK"]).read_bytes()
+    result = invoke("freeze", "--target", "agreed-small", "--artifacts", str(refused / "artifacts"), env=env, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stdout
+    assert "do not agree with the release's model file" in result.stdout and "layer_1/weights: max |Δ| 0.5" in result.stdout
+    assert Path(env["DS2IR_ASSETS_LOCK"]).read_bytes() == lock_before
+    layout = ArtifactLayout(refused / "artifacts", "agreed-small")
+    assert not layout.checkpoint_dir.exists() and not layout.frozen_graph.exists()
+    assert not [p for p in (refused / "cache").rglob("*.tar.gz")]

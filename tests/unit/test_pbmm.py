@@ -134,3 +134,17 @@ def test_files_round_trip(tmp_path: Path):
     pbmm.check_file(tmp_path / "g.pbmm")
     pbmm.unpack_file(tmp_path / "g.pbmm", tmp_path / "back.pb")
     assert (tmp_path / "back.pb").read_bytes() == small_graph()
+
+
+def test_weights_that_agree_bit_for_bit_have_no_differences_and_a_changed_one_is_named_with_its_max_delta():
+    frozen = small_graph()
+    model = pbmm.pack(frozen, "g.pb")
+    names = ["layer_1/bias", "layer_1/weights"]
+    assert pbmm.weight_differences(frozen, model, names, model_source="m.pbmm") == {}
+    changed = bytearray(weights(3000))
+    changed[4:8] = struct.pack("<f", struct.unpack("<f", changed[4:8])[0] + 0.25)
+    other = graph(op("input", "Placeholder"), const("layer_1/weights", DT_FLOAT, [1000, 3], bytes(changed)),
+                  const("layer_1/bias", DT_FLOAT, [3], weights(3, seed=5)))
+    assert pbmm.weight_differences(other, model, names, model_source="m.pbmm") == {"layer_1/weights": 0.25}
+    missing = pbmm.weight_differences(frozen, model, names + ["layer_2/weights"], model_source="m.pbmm")
+    assert missing == {"layer_2/weights": float("inf")}
