@@ -301,9 +301,10 @@ def compose_env(c: Context, debug: bool = False) -> None:
 @task(iterable=["targets"], help={"targets": "a target to build (repeatable; default: `matrix` in targets.toml)",
                                   "list_": "print the cells instead of building them", "format_": "of --list: text or github",
                                   "check": "also fail a cell whose outputs differ from outputs.lock.json (where locked)",
+                                  "jobs": "cells built side by side (default 1); each logs to matrix/logs/<target>.log",
                                   **_help("artifacts", "force", "debug")})
 def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] = None, force: bool = False,
-           list_: bool = False, format_: str = "text", check: bool = False, debug: bool = False) -> None:
+           list_: bool = False, format_: str = "text", check: bool = False, jobs: int = 1, debug: bool = False) -> None:
     """Build a set of targets, then tabulate versions, image sizes, times, IR hashes, IR-vs-TF error and IR loads."""
     with user_errors(debug):
         chosen = config.TargetsFile.load(project=PROJECT)
@@ -318,8 +319,8 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
         docker.preflight()
         result = matrices.run(
             cells, docker=docker, artifacts=root, project=PROJECT,
-            make_builder=lambda target: builds.Builder(target, project=PROJECT, artifacts=root, docker=docker, force=force),
-            locked=manifest.read_lock(PROJECT / manifest.LOCK_FILE_NAME) if check else None,
+            make_builder=lambda target, engine: builds.Builder(target, project=PROJECT, artifacts=root, docker=engine, force=force),
+            locked=manifest.read_lock(PROJECT / manifest.LOCK_FILE_NAME) if check else None, jobs=jobs,
         )
         print((root / matrices.MATRIX_DIR / "matrix.md").read_text())
     if not result["passed"]:

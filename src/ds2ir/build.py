@@ -38,8 +38,10 @@ from ds2ir.paths import check_name, regular_file
 STAGE_ORDER = ("checkpoint", "freeze", "reference", "convert", "check")
 #: written into every target directory a build starts: what `invoke clean` recognises as ds2ir's own
 TARGET_MARK = ".ds2ir-target"
-#: directories ds2ir keeps at the artifacts root beside the target directories (matrix.py, bench.py)
-ROOT_DIRECTORIES = ("matrix", "bench")
+#: directories ds2ir keeps at the artifacts root beside the target directories (matrix.py, bench.py, ci.py)
+ROOT_DIRECTORIES = ("matrix", "bench", "ci")
+#: one lock file per target at the artifacts root: builds of one target take turns, other targets run beside
+LOCKS_DIR = ".locks"
 
 
 @dataclass(frozen=True)
@@ -343,16 +345,20 @@ class Builder:
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
-        """One build per artifacts directory at a time: a second one waits (a dry run writes no lock file)."""
+        """One build per target and artifacts directory at a time: a second one waits (a dry run writes no lock file).
+
+        Builds of different targets run side by side (`invoke matrix --jobs N`).
+        """
         if self.docker.runner.dry_run:
             yield
             return
-        self.artifacts.mkdir(parents=True, exist_ok=True)
-        with open(self.artifacts / ".ds2ir.lock", "w") as handle:
+        lock = self.artifacts / LOCKS_DIR / f"{self.target.name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                self.say(f"another ds2ir build holds {self.artifacts}/.ds2ir.lock; waiting for it to finish")
+                self.say(f"another ds2ir build holds {lock}; waiting for it to finish")
                 fcntl.flock(handle, fcntl.LOCK_EX)
             self._holding_lock = True
             try:

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import copy
 import os
 import uuid
 from pathlib import Path
@@ -78,6 +79,12 @@ class Docker:
     def engine(self) -> str:
         """The engine as the user knows it: client and daemon address."""
         return f"client '{self.executable}', daemon at {os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock'}"
+
+    def with_runner(self, runner: Runner) -> "Docker":
+        """The same engine, its commands run (and logged) by ``runner``: one log per build run in parallel."""
+        engine = copy.copy(self)
+        engine.runner = runner
+        return engine
 
     # -- preflight -----------------------------------------------------------
 

@@ -9,6 +9,7 @@ from the build's own records (manifest.json, check/report.json), not measured tw
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,8 +21,10 @@ from ds2ir.build import Builder
 from ds2ir.config import ArtifactLayout, ImageSpec, Target, targets_file
 from ds2ir.docker import Docker
 from ds2ir.errors import CommandError, Ds2irError, MissingInputError
+from ds2ir.runner import Runner
 
 MATRIX_DIR = "matrix"
+LOGS_DIR = "logs"
 #: the packages whose versions a cell shows, by image stage
 VERSION_PACKAGES = {"freeze": ("tensorflow", "coqui-stt-training"), "convert": ("openvino", "openvino-dev")}
 
@@ -47,7 +50,8 @@ class Cell:
     lock: str = ""
 
 
-BuilderFactory = Callable[[Target], Builder]
+#: a Builder for a target whose commands run on the given engine (each parallel cell has its own log)
+BuilderFactory = Callable[[Target, Docker], Builder]
 
 
 def build_cell(target: Target, builder: Builder, docker: Docker, expected: Optional[Mapping[str, str]] = None) -> Cell:
@@ -129,17 +133,53 @@ def _failure_line(message: str) -> str:
 
 
 def run(targets: Sequence[Target], *, make_builder: BuilderFactory, docker: Docker, artifacts: Path,
-        project: Path, locked: Optional[Mapping[str, Mapping[str, str]]] = None) -> Dict[str, object]:
+        project: Path, locked: Optional[Mapping[str, Mapping[str, str]]] = None, jobs: int = 1) -> Dict[str, object]:
     """Build every target, then the load matrix; write matrix.{md,json}; return the JSON's content.
 
     ``locked`` (outputs.lock.json's content) makes each locked cell check its outputs' hashes too.
+    With ``jobs`` > 1, cells build side by side, each logging to ``matrix/logs/<target>.log``, after
+    every image the cells need was built once, one after another.
     """
-    cells = []
-    for target in targets:
-        docker.runner.say(f"[matrix] {target.name}")
-        cells.append(build_cell(target, make_builder(target), docker, (locked or {}).get(target.name)))
+    expected = locked or {}
+    if jobs <= 1:
+        cells = []
+        for target in targets:
+            docker.runner.say(f"[matrix] {target.name}")
+            cells.append(build_cell(target, make_builder(target, docker), docker, expected.get(target.name)))
+    else:
+        cells = _run_parallel(targets, make_builder, docker, artifacts / MATRIX_DIR / LOGS_DIR, expected, jobs)
     loads = load_matrix(cells, {t.name: t for t in targets}, docker=docker, artifacts=artifacts, project=project)
     return _write(artifacts / MATRIX_DIR, cells, loads)
+
+
+def _run_parallel(targets: Sequence[Target], make_builder: BuilderFactory, docker: Docker, logs: Path,
+                  expected: Mapping[str, Mapping[str, str]], jobs: int) -> List[Cell]:
+    """Cells on ``jobs`` threads (the work is in containers); one line per cell on the terminal, a log per cell."""
+    say = docker.runner.say
+    logs.mkdir(parents=True, exist_ok=True)
+    handles = {target.name: open(logs / f"{target.name}.log", "w") for target in targets}
+    try:
+        builders = {t.name: make_builder(t, docker.with_runner(Runner(dry_run=docker.runner.dry_run, stream=handles[t.name])))
+                    for t in targets}
+        for target in targets:  # every image once, before any cell: two cells must not build one image twice
+            try:
+                builders[target.name].images()
+            except Ds2irError:
+                pass  # the cell's own build meets the same error and records it
+
+        def one(target: Target) -> Cell:
+            say(f"[matrix] {target.name}: building (log: {handles[target.name].name})")
+            builder = builders[target.name]
+            cell = build_cell(target, builder, builder.docker, expected.get(target.name))
+            say(f"[matrix] {target.name}: {'pass' if cell.passed else 'FAIL: ' + (cell.error or 'check failed')} "
+                f"in {cell.run_seconds:g} s")
+            return cell
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(one, targets))
+    finally:
+        for handle in handles.values():
+            handle.close()
 
 
 def _write(out: Path, cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -> Dict[str, object]:

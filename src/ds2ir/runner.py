@@ -26,17 +26,19 @@ def quote(argv: Iterable[StrPath]) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 class Runner:
     """Runs commands; replaceable in unit tests, ``dry_run`` for --dry-run."""
 
-    def __init__(self, *, dry_run: bool = False, echo_output: bool = True, say: Callable[[str], None] = _say):
+    def __init__(self, *, dry_run: bool = False, echo_output: bool = True, say: Optional[Callable[[str], None]] = None,
+                 stream: Optional[IO[str]] = None):
+        """``stream`` takes what would go to the terminal (stderr): one log file per build run in parallel."""
         self.dry_run = dry_run
         self.echo_output = echo_output
-        self.say = say
+        self.stream = stream
+        self.say = say or self._say
+
+    def _say(self, message: str) -> None:
+        print(message, file=self.stream or sys.stderr, flush=True)
 
     def run(
         self,
@@ -100,8 +102,9 @@ class Runner:
                 if capture:
                     captured.append(line)
                 elif self.echo_output and not quiet:
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
+                    out = self.stream or sys.stderr
+                    out.write(line)
+                    out.flush()
             code = proc.wait()
         finally:
             if timer is not None:

@@ -112,7 +112,7 @@ def test_second_build_waits_for_the_first_and_finds_everything_done(two_builds):
     assert two_builds["codes"] == (0, 0), two_builds["first"][-3000:] + two_builds["second"][-3000:]
     first, second = two_builds["first"], two_builds["second"]
     artifacts = two_builds["artifacts"]
-    assert f"another ds2ir build holds {artifacts}/.ds2ir.lock; waiting for it to finish" in second
+    assert f"another ds2ir build holds {artifacts}/.locks/{TARGET}.lock; waiting for it to finish" in second
     for stage in STAGES:
         assert f"[{TARGET}] {stage}: running (never built)" in first
         assert f"[{TARGET}] {stage}: up to date, skipped" in second  # it wrote nothing: no interleaving
@@ -254,7 +254,7 @@ def test_read_only_artifacts_fail_clearly_before_any_work_and_change_nothing(goo
         before = tree_digests(artifacts)
         remount_read_only(disk)
         result = invoke(*build_args(artifacts), check=False)
-        assert_clean_error(result, f"Cannot write {artifacts}/.ds2ir.lock: Read-only file system. Remount that "
+        assert_clean_error(result, f"Cannot write {artifacts}/.locks/{TARGET}.lock: Read-only file system. Remount that "
                                    "filesystem read-write or pass --artifacts DIR on a writable one.")
         assert "docker run" not in result.stdout
         assert tree_digests(artifacts) == before

@@ -1,4 +1,4 @@
-"""`invoke matrix` on a small cell set: OpenVINO 2022.3 LTS and TensorFlow 1.15.2, n_hidden 64.
+"""`invoke matrix --jobs 2` on a small cell set: OpenVINO 2022.3 LTS and TensorFlow 1.15.2, n_hidden 64.
 
 The full matrix (every target in targets.toml's `matrix`) stays a task: docs/matrix.md.
 """
@@ -17,9 +17,18 @@ CELLS = ("synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")
 def matrix(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("matrix")
     args = [arg for cell in CELLS for arg in ("--targets", cell)]
-    result = invoke("matrix", *args, "--artifacts", str(artifacts))
+    result = invoke("matrix", *args, "--jobs", "2", "--artifacts", str(artifacts))
     return {"output": result.stdout, "json": json.loads((artifacts / "matrix" / "matrix.json").read_text()),
-            "markdown": (artifacts / "matrix" / "matrix.md").read_text()}
+            "markdown": (artifacts / "matrix" / "matrix.md").read_text(), "artifacts": artifacts}
+
+
+def test_cells_built_side_by_side_log_to_their_own_files(matrix):
+    for cell in CELLS:
+        log = (matrix["artifacts"] / "matrix" / "logs" / f"{cell}.log").read_text()
+        assert f"[{cell}] check: running" in log and f"[{cell}] manifest:" in log
+        assert all(other not in log for other in CELLS if other != cell)  # no interleaving
+        assert f"[matrix] {cell}: pass in " in matrix["output"]
+        assert f"[{cell}] check: running" not in matrix["output"]  # the terminal gets one line per cell
 
 
 def test_every_cell_builds_and_passes_the_check(matrix):

@@ -101,9 +101,10 @@ def test_clean_removes_only_ds2ir_target_directories_and_says_which(world):
     stamped = _built(world["artifacts"], "ldc93s1-smoke", how="stamps")  # built before marks existed
     (world["artifacts"] / "matrix").mkdir()
     (world["artifacts"] / ".cache").mkdir()
-    (world["artifacts"] / ".ds2ir.lock").write_text("")
+    (world["artifacts"] / ".locks").mkdir()
+    (world["artifacts"] / "ci").mkdir()
     assert build.clean(world["artifacts"], [], KNOWN) == [stamped, marked]
-    assert sorted(p.name for p in world["artifacts"].iterdir()) == [".cache", ".ds2ir.lock", "matrix"]
+    assert sorted(p.name for p in world["artifacts"].iterdir()) == [".cache", ".locks", "ci", "matrix"]
     assert build.clean(world["artifacts"], ["synthetic-small"], KNOWN) == []  # known, not built: nothing to do
 
 

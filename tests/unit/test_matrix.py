@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -11,6 +12,8 @@ from ds2ir.errors import ContainerError, MissingInputError
 
 
 class FakeRunner:
+    dry_run = False
+
     def __init__(self) -> None:
         self.said: List[str] = []
 
@@ -28,6 +31,11 @@ class FakeDocker:
 
     def image_id(self, ref: str) -> Optional[str]:
         return "sha256:" + ref
+
+    def with_runner(self, runner) -> "FakeDocker":
+        engine = FakeDocker(self.unloadable)
+        engine.runner = runner
+        return engine
 
     def image_size(self, ref: str) -> int:
         return 2_500_000_000 if "convert" in ref else 850_000_000
@@ -47,13 +55,23 @@ class FakeDocker:
 class FakeBuilder:
     """Writes what a real build records (manifest, check report, IR) or fails like one."""
 
-    def __init__(self, target: Target, artifacts: Path, *, error: Optional[Exception] = None, max_abs: float = 2e-6):
+    def __init__(self, target: Target, artifacts: Path, *, error: Optional[Exception] = None, max_abs: float = 2e-6,
+                 docker: Optional[FakeDocker] = None, together: Optional[threading.Barrier] = None):
+        self.docker = docker
+        self.together = together  # every cell must be inside build() at once: proves they run side by side
         self.layout = ArtifactLayout(artifacts, target.name)
         self.target = target
         self.error = error
         self.max_abs = max_abs
 
+    def images(self) -> Dict[str, str]:
+        self.docker.runner.say(f"images of {self.target.name}")
+        return {}
+
     def build(self) -> Dict[str, float]:
+        if self.together:
+            self.docker.runner.say(f"building {self.target.name}")
+            self.together.wait(timeout=10)
         if self.error:
             raise self.error
         for path in (self.layout.ir_xml, self.layout.ir_bin):
@@ -72,7 +90,7 @@ class FakeBuilder:
 
 def _run(tmp_path: Path, builders: Dict[str, dict], docker: FakeDocker) -> dict:
     targets = [load_target(name) for name in builders]
-    return matrix.run(targets, make_builder=lambda t: FakeBuilder(t, tmp_path, **builders[t.name]), docker=docker,  # type: ignore
+    return matrix.run(targets, make_builder=lambda t, d: FakeBuilder(t, tmp_path, **builders[t.name]), docker=docker,  # type: ignore
                       artifacts=tmp_path, project=tmp_path)
 
 
@@ -124,10 +142,27 @@ def test_check_fails_a_cell_whose_outputs_differ_from_the_lock_and_passes_a_matc
     built = {"frozen/output_graph.pb": "a" * 64, "ir/output_graph.xml": "b" * 64, "ir/output_graph.bin": "c" * 64}
     locked = {"synthetic-small": built, "synthetic-small-ov2022.3": dict(built, **{"ir/output_graph.bin": "d" * 64})}
     targets = [load_target(name) for name in ("synthetic-small", "synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")]
-    result = matrix.run(targets, make_builder=lambda t: FakeBuilder(t, tmp_path), docker=FakeDocker(),  # type: ignore
+    result = matrix.run(targets, make_builder=lambda t, d: FakeBuilder(t, tmp_path), docker=FakeDocker(),  # type: ignore
                         artifacts=tmp_path, project=tmp_path, locked=locked)
     cells = {cell["target"]: cell for cell in result["cells"]}
     assert (cells["synthetic-small"]["lock"], cells["synthetic-small"]["passed"]) == ("bit-identical", True)
     assert (cells["synthetic-small-ov2022.3"]["lock"], cells["synthetic-small-ov2022.3"]["passed"]) == ("differs", False)
     assert (cells["synthetic-small-tf1.15.2"]["lock"], cells["synthetic-small-tf1.15.2"]["passed"]) == ("", True)
     assert result["passed"] is False
+
+
+def test_jobs_build_cells_side_by_side_each_into_its_own_log_with_one_line_each_on_the_terminal(tmp_path):
+    names = ("synthetic-small", "synthetic-small-ov2022.3")
+    together = threading.Barrier(len(names))
+    terminal: List[str] = []
+    docker = FakeDocker()
+    docker.runner.say = terminal.append  # type: ignore[method-assign]
+    result = matrix.run([load_target(name) for name in names], docker=docker, artifacts=tmp_path, project=tmp_path, jobs=2,
+                        make_builder=lambda t, d: FakeBuilder(t, tmp_path, docker=d, together=together))  # type: ignore
+    assert result["passed"] is True and [cell["target"] for cell in result["cells"]] == list(names)
+    for name in names:
+        log = (tmp_path / "matrix" / "logs" / f"{name}.log").read_text()
+        assert log == f"images of {name}\nbuilding {name}\n"  # the cell's own output, and only it
+        assert [line for line in terminal if line.startswith(f"[matrix] {name}:")] == [
+            f"[matrix] {name}: building (log: {tmp_path / 'matrix' / 'logs' / (name + '.log')})",
+            next(line for line in terminal if line.startswith(f"[matrix] {name}: pass in "))]
