@@ -366,7 +366,7 @@ def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = N
         if lint_only:
             return
         inputs = dict(item.partition("=")[::2] for item in input_ or [])
-        log_path = Path(log) if log else ARTIFACTS / "ci" / f"{Path(workflow).stem}.log"
+        log_path = Path(log) if log else ARTIFACTS / ci.CI_DIR / f"{Path(workflow).stem}.log"
         ci.run_job(PROJECT, str(ci.WORKFLOWS_DIR / workflow), log_path, runner, event=event, job=job, inputs=inputs)
         print(f"act: {workflow} ({event}{', job ' + job if job else ''}) succeeded; its log is {log_path}")
 

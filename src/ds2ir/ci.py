@@ -20,6 +20,8 @@ from typing import List, Mapping, Optional
 from ds2ir.errors import MissingInputError
 from ds2ir.runner import Runner
 
+#: where `invoke ci-local` keeps act's logs, under the artifacts root
+CI_DIR = "ci"
 WORKFLOWS_DIR = Path(".github/workflows")
 ACTIONS_DIR = Path(".github/actions")
 ACT_STAND_IN_DIR = Path(".github/act")

@@ -158,7 +158,7 @@ def test_dry_run_changes_nothing_on_disk_or_in_the_engine(tmp_path, target):
     assert changing == []
 
 
-def test_clean_keeps_exactly_the_root_directories_matrix_and_bench_write() -> None:
-    from ds2ir import bench, matrix
+def test_clean_keeps_exactly_the_root_directories_matrix_bench_and_ci_local_write() -> None:
+    from ds2ir import bench, ci, matrix
 
-    assert set(build.ROOT_DIRECTORIES) == {matrix.MATRIX_DIR, bench.BENCH_DIR}
+    assert set(build.ROOT_DIRECTORIES) == {matrix.MATRIX_DIR, bench.BENCH_DIR, ci.CI_DIR}
