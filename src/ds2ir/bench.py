@@ -582,6 +582,7 @@ class Bench:
             step=engine.command, image=builder.images()[engine.image],
             args=[engine.command, "--target", builder.target.name, *engine.extra],
             artifacts=builder.artifacts, targets=targets_file(), capture=capture,
+            platform=builder.image_platform(engine.image),
         )
 
     def build_costs(self) -> Dict[str, object]:

@@ -118,6 +118,8 @@ class Builder:
         #: the checkpoint archive extracted without a digest, to be verified by agreement after the freeze stage
         self._unverified: Optional[Path] = None
         self._images: Dict[str, str] = {}
+        #: the platform each stage's image is built and run for (its spec's, from targets.toml)
+        self._platforms: Dict[str, str] = {}
         self._holding_lock = False
 
     # -- public --------------------------------------------------------------
@@ -130,12 +132,17 @@ class Builder:
         """
         if not self._images:
             for spec in (self.target.freeze_image, self.target.convert_image):
+                self._platforms[spec.stage] = spec.platform
                 if self.docker.runner.dry_run and spec.source_release:  # a dry run downloads nothing
                     self.say(f"(dry run) would fetch {spec.source_url} and build image '{spec.name}' from it")
                     self._images[spec.stage] = f"ds2ir/{spec.name}:dry-run"
                     continue
                 self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project, source=self.source_archive(spec))
         return self._images
+
+    def image_platform(self, stage: str) -> str:
+        """The platform of the stage's image (after :meth:`images`): what its containers run as."""
+        return self._platforms[stage]
 
     def source_archive(self, spec: ImageSpec) -> Optional[Path]:
         """The verified source archive an image installs (``source_release``), fetched on the host; else None."""
@@ -372,7 +379,7 @@ class Builder:
             tag = self._images[spec.stage]
             image_id = self.docker.image_id(tag) or ""
             images[spec.stage] = {"tag": tag, "id": image_id, "base_image": self.docker.resolve_base_image(spec.base_image),
-                                  "packages": self._packages(tag, image_id)}
+                                  "platform": spec.platform, "packages": self._packages(tag, image_id)}
         stages = {}
         for stage in stages_for(self.target, self.layout):
             stamp = self._stamp(stage)
@@ -482,7 +489,7 @@ class Builder:
             return self.docker.run_stage(
                 step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
                 artifacts=self.artifacts, targets=targets_file(), read_only=mounts, capture=capture,
-                timeout=self.target.stage_time_limit,
+                timeout=self.target.stage_time_limit, platform=self.image_platform(image),
             )
         except CommandTimeoutError as exc:
             if self._holding_lock:  # its container is gone and no other build runs here: drop what it was writing
@@ -524,6 +531,7 @@ class Builder:
             scorers.inspect(scorer)
         self.build()
         self._images["app"] = self.docker.ensure_stage_image(spec, self.project)
+        self._platforms["app"] = spec.platform
         inside = f"/input/{recording.name}"
         mounts = {recording: inside}
         extra = ["--audio", inside, "--device", device, "--precision", precision]

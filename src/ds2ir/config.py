@@ -166,6 +166,11 @@ class Alphabet:
         return bytes(out)
 
 
+DEFAULT_PLATFORM = "linux/amd64"
+#: os/architecture[/variant], as Docker and Podman take --platform
+PLATFORM_PATTERN = re.compile(r"linux/(amd64|arm64|arm|386|ppc64le|s390x|riscv64)(/v[5-8])?")
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """A stage image: Dockerfile, base image, its Python version and its hashed lock.
@@ -187,6 +192,9 @@ class ImageSpec:
     source_release: Optional[str] = None
     constraints: Optional[str] = None
     source_url: Optional[str] = None
+    #: what the image is built and run for: TensorFlow 1.15 exists only as x86-64 wheels, so an arm64
+    #: engine runs these images under emulation rather than failing on a missing wheel
+    platform: str = DEFAULT_PLATFORM
 
     def build_args(self, base_image: Optional[str] = None) -> Dict[str, str]:
         """The Dockerfile's ARGs (docker-compose.yml passes the same ones)."""
@@ -640,6 +648,7 @@ class TargetsFile:
             base_image=base_image,
             python=python,
             lock=lock,
+            platform=self._platform(raw, key),
         )
         if spec.stage == "convert":
             spec = replace(spec, converter=self._choice(raw, "converter", CONVERTERS, key) if "converter" in raw else CONVERTERS[0])
@@ -651,6 +660,15 @@ class TargetsFile:
             raise ConfigError(f"the lock file {project / lock} does not exist; write the image's pins in "
                               f"{spec.lock_input} and run 'invoke lock'", file=self.source, key=f"{key}.lock")
         return spec
+
+    def _platform(self, raw: Mapping[str, Any], key: str) -> str:
+        if "platform" not in raw:
+            return DEFAULT_PLATFORM
+        value = self._get(raw, "platform", str, key)
+        if not PLATFORM_PATTERN.fullmatch(value):
+            raise ConfigError(f"must be a platform like {DEFAULT_PLATFORM} or linux/arm64, got {value!r}", file=self.source,
+                              key=f"{key}.platform")
+        return value
 
     def _source(self, spec: ImageSpec, raw: Mapping[str, Any], project: Optional[Path], key: str) -> ImageSpec:
         """A freeze image installing a release's DeepSpeech source: that release and the pip constraints, both given."""

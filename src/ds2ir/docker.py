@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ds2ir import atomic, fetch, upstream
-from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ImageSpec, Target, targets_file
+from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, DEFAULT_PLATFORM, ImageSpec, Target, targets_file
 from ds2ir.errors import (
     BaseImageError,
     CommandError,
@@ -100,6 +100,12 @@ class Docker:
         except Exception as exc:
             raise DockerUnavailableError(self._diagnose(str(exc))) from None
 
+    def server_platform(self) -> str:
+        """The engine's own platform (``linux/amd64``, ``linux/arm64``): what its containers run natively."""
+        text = self.call([self.executable, "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"],
+                         step="docker platform", capture=True, quiet=True).strip()
+        return text
+
     def client_version(self) -> str:
         """The Docker client's version line; raises MissingInputError when it is not installed."""
         return self.call([self.executable, "--version"], step="docker client", capture=True, quiet=True).strip()
@@ -150,7 +156,8 @@ class Docker:
         if self.image_id(base):
             return base
         try:
-            self.call([self.executable, "pull", base], step=f"pull {base}", capture=True, quiet=True, timeout=BUILD_TIMEOUT)
+            self.call([self.executable, "pull", "--platform", spec.platform, base], step=f"pull {base}", capture=True,
+                      quiet=True, timeout=BUILD_TIMEOUT)
         except CommandError as exc:
             reason = exc.log_tail.strip().splitlines()[-1:] or [f"exit code {exc.exit_code}"]
             raise BaseImageError(
@@ -159,7 +166,7 @@ class Docker:
                 f"{reason[0]}. Connect this host to its registry, or on an offline host build stand-ins for "
                 f"python:X.Y-slim images with 'invoke base-images', or set base_image to an image you have; "
                 f"'invoke doctor' checks every base image."
-            ) from None
+            ) from exc
         self.runner.say(f"pulled base image {base}")
         return base
 
@@ -170,6 +177,7 @@ class Docker:
             raise MissingInputError(f"Image '{spec.name}' installs release {spec.source_release}'s source archive, "
                                     f"which was not given; build it through 'invoke images --target T' or 'invoke build'.")
         digest = hashlib.sha256()
+        digest.update(f"platform={spec.platform}\n".encode())
         for key, value in sorted(spec.build_args(base_image).items()):
             digest.update(f"{key}={value}\n".encode())
         for path in image_inputs(spec, project):
@@ -201,7 +209,8 @@ class Docker:
         with contextlib.ExitStack() as stack:
             context = (stack.enter_context(upstream.build_context(spec, project, source, image_inputs(spec, project)))
                        if source else project)
-            argv: List[str] = [self.executable, "build", "-f", str(context / spec.dockerfile), "-t", tag]
+            argv: List[str] = [self.executable, "build", "--platform", spec.platform, "-f", str(context / spec.dockerfile),
+                               "-t", tag]
             argv += ["--no-cache"] if no_cache else []
             for key, value in sorted(spec.build_args(base).items()):
                 argv += ["--build-arg", f"{key}={value}"]
@@ -222,6 +231,7 @@ class Docker:
         capture: bool = False,
         entrypoint: Optional[str] = None,
         timeout: Optional[float] = None,
+        platform: str = DEFAULT_PLATFORM,
     ) -> str:
         """Run one stage in a throwaway container: no network, as the calling user.
 
@@ -235,7 +245,7 @@ class Docker:
         if not self.runner.dry_run:
             artifacts.mkdir(parents=True, exist_ok=True)  # --mount, unlike -v, does not create a missing source
         argv: List[str] = [
-            self.executable, "run", "--rm", "--name", name, "--network", "none",
+            self.executable, "run", "--rm", "--platform", platform, "--name", name, "--network", "none",
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
             *[arg for key, value in sorted(STAGE_ENVIRONMENT.items()) for arg in ("-e", f"{key}={value}")],
             "--label", f"{ARTIFACTS_LABEL}={artifacts.resolve()}", "--label", f"{OWNER_LABEL}={os.getpid()}",

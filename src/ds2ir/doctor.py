@@ -61,6 +61,7 @@ def run_checks(docker: Docker, artifacts: Path, *, project: Optional[Path] = Non
     except ConfigError as exc:
         checks.append(Check("targets file", False, str(exc)))
     if targets is not None and checks[1].ok:
+        checks.append(_platforms(docker, targets))
         checks += [check(f"base image of {name}", functools.partial(_base_image, docker, spec))
                    for name, spec in sorted(targets.images.items())]
     else:
@@ -80,6 +81,24 @@ def render(checks: List[Check]) -> str:
     lines.append(f"{blocking} problem(s) would stop a build; fix them as each line says."
                  if blocking else "ready to build")
     return "\n".join(lines)
+
+
+def _platforms(docker: Docker, targets: TargetsFile) -> Check:
+    """The engine's platform, and which images it would run under emulation (a warning, not a stop)."""
+    name = "engine platform"
+    try:
+        native = docker.server_platform()
+    except Ds2irError as exc:
+        return Check(name, False, str(exc), blocking=False)
+    foreign = sorted({spec.platform for spec in targets.images.values()} - {native})
+    if not foreign:
+        return Check(name, True, f"{native}: every image runs natively", blocking=False)
+    emulated = "; ".join(f"{platform}: {', '.join(sorted(n for n, s in targets.images.items() if s.platform == platform))}"
+                         for platform in foreign)
+    return Check(name, False, (
+        f"the engine ({docker.engine()}) runs {native}, so these images would run under emulation ({emulated}): "
+        f"slowly, and only where the engine has QEMU's binfmt handlers installed. TensorFlow 1.15 exists only for "
+        f"linux/amd64: point DOCKER_HOST at an x86-64 engine to build at native speed."), blocking=False)
 
 
 def _base_image(docker: Docker, spec: ImageSpec) -> str:

@@ -116,7 +116,7 @@ def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Do
         for target in with_ir:
             try:
                 docker.run_stage(step="inspect-ir", image=image, args=["inspect-ir", "--compile", "--target", target],
-                                 artifacts=artifacts, targets=targets_file(), capture=True)
+                                 artifacts=artifacts, targets=targets_file(), capture=True, platform=spec.platform)
                 loads[name][target] = "ok"
             except Ds2irError as exc:
                 loads[name][target] = _failure_line(str(exc))

@@ -38,3 +38,85 @@ def test_compose_env_refuses_a_base_image_with_a_newline_and_keeps_env(tmp_path:
     assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
     assert "contains a newline or another control character" in result.stdout
     assert (env_file.read_bytes() if env_file.exists() else None) == before
+
+
+# -- platform: every image built, pulled and run for the platform targets.toml gives it --------------------------
+
+class RecordingRunner:
+    """Keeps each command line; answers `version` with the engine platform given."""
+
+    dry_run = False
+
+    def __init__(self, engine_platform: str = "linux/amd64") -> None:
+        self.engine_platform = engine_platform
+        self.commands: list = []
+
+    def say(self, message: str) -> None:
+        pass
+
+    def run(self, argv, **options):  # type: ignore[no-untyped-def]
+        self.commands.append([str(a) for a in argv])
+        return self.engine_platform + "\n" if "version" in argv else ""
+
+    def succeeds(self, argv, **options) -> bool:  # type: ignore[no-untyped-def]
+        self.commands.append([str(a) for a in argv])
+        return True
+
+
+def _targets_with(tmp_path: Path, platform_line: str) -> Path:
+    from tests.e2e.helpers import PROJECT
+
+    text = (PROJECT / "targets.toml").read_text().replace(
+        '[images."convert-ov2022.3"]\n', f'[images."convert-ov2022.3"]\n{platform_line}\n', 1)
+    path = tmp_path / "targets.toml"
+    path.write_text(text)
+    return path
+
+
+def test_images_default_to_linux_amd64_and_take_the_platform_key(tmp_path: Path) -> None:
+    from tests.e2e.helpers import PROJECT
+
+    assert {spec.platform for spec in config.TargetsFile.load(project=PROJECT).images.values()} == {"linux/amd64"}
+    targets = config.TargetsFile.load(_targets_with(tmp_path, 'platform = "linux/arm64"'), project=PROJECT)
+    assert targets.images["convert-ov2022.3"].platform == "linux/arm64"
+
+
+@pytest.mark.parametrize("value", ['"amd64"', '"linux/amd64\\nX=1"', '"windows/amd64"', "64"])
+def test_a_bad_platform_is_refused_naming_the_key(tmp_path: Path, value: str) -> None:
+    from tests.e2e.helpers import PROJECT
+
+    with pytest.raises(ConfigError, match=r"images\.convert-ov2022\.3\.platform"):
+        config.TargetsFile.load(_targets_with(tmp_path, f"platform = {value}"), project=PROJECT)
+
+
+def test_build_pull_and_run_pass_the_images_platform_and_the_tag_depends_on_it(tmp_path: Path) -> None:
+    from ds2ir.docker import Docker
+    from tests.e2e.helpers import PROJECT
+
+    runner = RecordingRunner()
+    docker = Docker(runner)  # type: ignore[arg-type]
+    spec = config.load_target("synthetic-small").convert_image
+    arm = dataclasses.replace(spec, platform="linux/arm64")
+    assert docker.stage_image_tag(spec, "python:3.11-slim", PROJECT) != docker.stage_image_tag(arm, "python:3.11-slim", PROJECT)
+    docker.build_stage_image(arm, PROJECT, "ds2ir/x:tag", base_image="python:3.11-slim")
+    build = next(c for c in runner.commands if c[1] == "build")
+    assert build[build.index("--platform") + 1] == "linux/arm64"
+    docker.available_base_image(arm)
+    pull = next(c for c in runner.commands if c[1] == "pull")
+    assert pull[pull.index("--platform") + 1] == "linux/arm64"
+    docker.run_stage(step="s", image="ds2ir/x:tag", args=[], artifacts=tmp_path / "a", targets=tmp_path / "t", platform="linux/arm64")
+    run = next(c for c in runner.commands if c[1] == "run")
+    assert run[run.index("--platform") + 1] == "linux/arm64"
+
+
+def test_doctor_names_the_images_an_arm64_engine_would_emulate() -> None:
+    from ds2ir import doctor
+    from ds2ir.docker import Docker
+    from tests.e2e.helpers import PROJECT
+
+    targets = config.TargetsFile.load(project=PROJECT)
+    native = doctor._platforms(Docker(RecordingRunner("linux/amd64")), targets)  # type: ignore[arg-type]
+    assert native.ok and native.detail == "linux/amd64: every image runs natively"
+    emulated = doctor._platforms(Docker(RecordingRunner("linux/arm64")), targets)  # type: ignore[arg-type]
+    assert not emulated.ok and not emulated.blocks  # a warning: emulation works where QEMU is installed
+    assert "runs linux/arm64" in emulated.detail and "linux/amd64: app-ov2024.6, convert-ov2022.3" in emulated.detail
