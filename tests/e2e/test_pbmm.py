@@ -1,5 +1,6 @@
 """`.pbmm` out and in: the memory-mapped graph every build writes (frozen/output_graph.pbmm), loaded by
-DeepSpeech's native client; a target built from a served .pbmm; your own .pbmm, and malformed ones."""
+DeepSpeech's native client; a target built from a served .pbmm; your own .pbmm, and malformed ones; a checkpoint
+verified by agreement with a pinned .pbmm."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,8 @@ import shutil
 import struct
 from pathlib import Path
 from typing import Dict
+
+import pytest
 
 from ds2ir import pbmm
 from ds2ir.config import ArtifactLayout
@@ -34,17 +37,24 @@ def test_native_client_transcribes_our_pbmm_as_our_pb_and_its_constants_are_the_
 ASSET = "/releases/v0.0-test/deepspeech-test-models.pbmm"
 
 
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> ArtifactLayout:
+    """synthetic-small frozen by the real freeze image: its checkpoint, .pb and .pbmm, shared by this module."""
+    made = tmp_path_factory.mktemp("made")
+    invoke("freeze", "--target", "synthetic-small", "--artifacts", str(made))
+    return ArtifactLayout(made, "synthetic-small")
+
+
 def _tree(directory: Path) -> Dict[str, str]:
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def test_pbmm_target_is_fetched_verified_unpacked_and_built_and_bad_model_files_change_nothing(tmp_path, asset_server):  # noqa: F811
+def test_pbmm_target_is_fetched_verified_unpacked_and_built_and_bad_model_files_change_nothing(
+        tmp_path, asset_server, small):  # noqa: F811
     """The .pbmm ds2ir writes for synthetic-small (its digest pinned in outputs.lock.json) served as a release's
     model file: fetched, verified, unpacked back to the very .pb, converted to the very IR weights, checked."""
-    made = tmp_path / "made"
-    invoke("freeze", "--target", "synthetic-small", "--artifacts", str(made))
-    source = ArtifactLayout(made, "synthetic-small")
+    source = small
     body = source.frozen_pbmm.read_bytes()
     locked = json.loads((PROJECT / "outputs.lock.json").read_text())["synthetic-small"]
     assert hashlib.sha256(body).hexdigest() == locked["frozen/output_graph.pbmm"]
@@ -113,10 +123,8 @@ checkpoint = "release"
     return env
 
 
-def test_checkpoint_without_a_digest_is_verified_by_agreement_with_the_pinned_pbmm(tmp_path, asset_server):  # noqa: F811
-    made = tmp_path / "made"
-    invoke("freeze", "--target", "synthetic-small", "--artifacts", str(made))
-    source = ArtifactLayout(made, "synthetic-small")
+def test_checkpoint_without_a_digest_is_verified_by_agreement_with_the_pinned_pbmm(tmp_path, asset_server, small):  # noqa: F811
+    source = small
     tarball = release_tarball(tmp_path / "release.tar.gz", root="deepspeech-test-checkpoint",
                               files={p.name: p.read_bytes() for p in source.checkpoint_dir.iterdir()}).read_bytes()
     model = source.frozen_pbmm.read_bytes()
