@@ -51,7 +51,7 @@ def user_errors(debug: bool) -> Iterator[None]:
 
 def _builder(target: Optional[str], artifacts: Optional[str], force: bool = False, dry_run: bool = False,
              offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> builds.Builder:
-    docker = Docker(Runner(dry_run=dry_run))
+    docker = Docker.from_environment(Runner(dry_run=dry_run))
     return builds.Builder(config.load_target(target, project=PROJECT), project=PROJECT,
                           artifacts=Path(artifacts or ARTIFACTS).resolve(), docker=docker, force=force,
                           offline=offline, trust_on_first_use=trust_on_first_use,
@@ -230,7 +230,7 @@ def images(c: Context, target: Optional[str] = None, dry_run: bool = False, debu
 @task(help=_help("artifacts"))
 def doctor(c: Context, artifacts: Optional[str] = None) -> None:
     """Check what builds need (Docker client and daemon, compose, base images, disk space, write access); print a checklist."""
-    checks = doctors.run_checks(Docker(Runner(echo_output=False)), Path(artifacts or ARTIFACTS).resolve(), project=PROJECT)
+    checks = doctors.run_checks(Docker.from_environment(Runner(echo_output=False)), Path(artifacts or ARTIFACTS).resolve(), project=PROJECT)
     print(doctors.render(checks))
     if any(item.blocks for item in checks):
         raise Exit("ds2ir: error: 'invoke doctor' found problems that stop a build (marked FAIL above).", code=1)
@@ -259,7 +259,7 @@ def base_images(c: Context, python_root: Optional[str] = None, mirror: Optional[
                 if_missing: bool = False, debug: bool = False) -> None:
     """Build offline stand-ins for the targets' python base images (hosts that cannot pull)."""
     with user_errors(debug):
-        docker = Docker(Runner())
+        docker = Docker.from_environment(Runner())
         docker.preflight()
         targets = config.TargetsFile.load()
         public = [image.base_image for image in targets.images.values()]
@@ -275,7 +275,7 @@ def base_images(c: Context, python_root: Optional[str] = None, mirror: Optional[
 def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> None:
     """Run the two services of docker-compose.yml for a target (v2 `docker compose` or v1 `docker-compose`)."""
     with user_errors(debug):
-        docker = Docker(Runner())
+        docker = Docker.from_environment(Runner())
         docker.preflight()
         chosen = config.load_target(target, project=PROJECT)
         public = (chosen.freeze_image.base_image, chosen.convert_image.base_image)
@@ -315,7 +315,7 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
             print(matrices.github_matrix(cells) if format_ == "github" else "\n".join(t.name for t in cells))
             return
         root = Path(artifacts or ARTIFACTS).resolve()
-        docker = Docker(Runner())
+        docker = Docker.from_environment(Runner())
         docker.preflight()
         result = matrices.run(
             cells, docker=docker, artifacts=root, project=PROJECT,

@@ -404,11 +404,7 @@ class Builder:
             except (ValueError, KeyError, TypeError):
                 pass
             self.say(f"{cache} is damaged; listing the image's packages again")
-        listing = self.docker.call(
-            [self.docker.executable, "run", "--rm", "--network", "none", "--entrypoint", "python", tag,
-             "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
-            step="list image packages", capture=True, quiet=True)
-        packages = sorted(line for line in listing.splitlines() if "==" in line)
+        packages = self.docker.image_packages(tag)
         atomic.write_json(cache, {"packages": packages, "sha256": _digest(packages)})
         return packages
 

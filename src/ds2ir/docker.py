@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ds2ir import atomic, fetch, upstream
+from ds2ir import atomic, engines, fetch, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, DEFAULT_PLATFORM, ImageSpec, Target, targets_file
 from ds2ir.errors import (
     BaseImageError,
@@ -61,6 +61,11 @@ class Docker:
         self.executable = executable
         self.timeout = timeout if timeout is not None else default_timeout()
 
+    @classmethod
+    def from_environment(cls, runner: Runner) -> "Docker":
+        """The engine the user chose ($DS2IR_ENGINE: docker or podman), else Docker (Podman where only it is installed)."""
+        return cls(runner, executable=engines.choose_executable())
+
     def call(self, argv: Sequence[StrPath], *, step: str, timeout: Optional[float] = None, **options: object) -> str:
         """Run a Docker command that is not a stage's own run, within ``timeout`` (default: self.timeout).
 
@@ -78,6 +83,8 @@ class Docker:
 
     def engine(self) -> str:
         """The engine as the user knows it: client and daemon address."""
+        if engines.is_podman(self.executable):
+            return f"Podman, client '{self.executable}', service {os.environ.get('CONTAINER_HOST') or 'local'}"
         return f"client '{self.executable}', daemon at {os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock'}"
 
     def with_runner(self, runner: Runner) -> "Docker":
@@ -102,9 +109,7 @@ class Docker:
 
     def server_platform(self) -> str:
         """The engine's own platform (``linux/amd64``, ``linux/arm64``): what its containers run natively."""
-        text = self.call([self.executable, "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"],
-                         step="docker platform", capture=True, quiet=True).strip()
-        return text
+        return self.call(engines.platform_query(self.executable), step="engine platform", capture=True, quiet=True).strip()
 
     def client_version(self) -> str:
         """The Docker client's version line; raises MissingInputError when it is not installed."""
@@ -245,7 +250,8 @@ class Docker:
         if not self.runner.dry_run:
             artifacts.mkdir(parents=True, exist_ok=True)  # --mount, unlike -v, does not create a missing source
         argv: List[str] = [
-            self.executable, "run", "--rm", "--platform", platform, "--name", name, "--network", "none",
+            self.executable, "run", "--rm", "--platform", platform, *engines.run_options(self.executable),
+            "--name", name, "--network", "none",
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
             *[arg for key, value in sorted(STAGE_ENVIRONMENT.items()) for arg in ("-e", f"{key}={value}")],
             "--label", f"{ARTIFACTS_LABEL}={artifacts.resolve()}", "--label", f"{OWNER_LABEL}={os.getpid()}",
@@ -268,6 +274,19 @@ class Docker:
                 # A killed client (or one stopped at the time limit) leaves the container running; make sure it is gone.
                 self.runner.succeeds([self.executable, "rm", "-f", name], timeout=self.timeout)
 
+    def image_packages(self, image: str) -> List[str]:
+        """The Python packages installed in ``image``, as sorted ``name==version`` lines (``pip list``)."""
+        name = f"ds2ir-pip-list-{uuid.uuid4().hex[:8]}"
+        try:
+            listing = self.call(
+                [self.executable, "run", "--rm", *engines.run_options(self.executable), "--name", name, "--network", "none",
+                 "--entrypoint", "python", image, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+                step="list image packages", capture=True, quiet=True)
+        finally:
+            if not self.runner.dry_run:  # past the time limit the client is killed, not its container
+                self.runner.succeeds([self.executable, "rm", "-f", name], timeout=self.timeout)
+        return sorted(line for line in listing.splitlines() if "==" in line)
+
     def remove_stray_containers(self, artifacts: Path) -> List[str]:
         """Remove the stage containers of ``artifacts`` whose starting process is gone; return their names.
 
@@ -277,7 +296,7 @@ class Docker:
         """
         listing = self.call(
             [self.executable, "ps", "-a", "--filter", f"label={ARTIFACTS_LABEL}={artifacts.resolve()}",
-             "--format", f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}'],
+             "--format", "{{.Names}} " + engines.label_format(self.executable, OWNER_LABEL)],
             step="list stray containers", capture=True, quiet=True)
         stray = [name for name, _, owner in (line.partition(" ") for line in listing.splitlines())
                  if not _process_alive(owner)]

@@ -51,7 +51,7 @@ def run_checks(docker: Docker, artifacts: Path, *, project: Optional[Path] = Non
     """Every check, in the order a build meets them."""
     checks = [
         check("docker client", docker.client_version),
-        check("docker daemon", lambda: f"Docker Engine {docker.preflight()}"),
+        check("container engine", lambda: f"{docker.engine()}: version {docker.preflight()}"),
         check("compose (only for 'invoke compose')", lambda: " ".join(docker.compose_command()), blocking=False),
     ]
     targets: Optional[TargetsFile] = None

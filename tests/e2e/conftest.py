@@ -12,7 +12,7 @@ from tests.e2e.helpers import invoke
 
 @pytest.fixture(scope="session")
 def docker() -> Docker:
-    engine = Docker(Runner(echo_output=False))
+    engine = Docker.from_environment(Runner(echo_output=False))
     engine.preflight()  # no engine is a failure here, not a skip: CI must run these
     return engine
 

@@ -214,7 +214,7 @@ def test_base_image_that_cannot_be_pulled_offline_fails_before_any_work(tmp_path
 
 def test_doctor_passes_on_a_ready_host(tmp_path):
     result = invoke("doctor", "--artifacts", str(tmp_path / "a"))
-    for name in ("docker client", "docker daemon", "targets file", "base image of freeze-tf1.15.5",
+    for name in ("docker client", "container engine", "engine platform", "targets file", "base image of freeze-tf1.15.5",
                  "base image of convert-ov2024.6", "free space for artifacts", "write access to artifacts"):
         assert f"[  ok] {name}: " in result.stdout, (name, result.stdout)
     assert result.stdout.rstrip().endswith("ready to build")
@@ -228,7 +228,7 @@ def test_doctor_lists_every_blocking_problem_at_once(tmp_path):
         result = invoke("doctor", "--artifacts", str(disk / "artifacts"), env={config.TARGETS_ENV: str(targets)},
                         check=False)
     assert result.returncode == 1 and "Traceback" not in result.stdout, result.stdout
-    assert "[  ok] docker daemon: Docker Engine" in result.stdout
+    assert "[  ok] container engine: client 'docker', daemon at unix:///var/run/docker.sock: version " in result.stdout
     assert "[FAIL] base image of freeze-nowhere: The base image ds2ir-test-nowhere/python:3.7-slim" in result.stdout
     assert f"[FAIL] free space for artifacts: Only 4 MiB are free on the filesystem of {disk}" in result.stdout
     assert f"[FAIL] write access to artifacts: Cannot write {disk}: Read-only file system" in result.stdout
@@ -239,7 +239,7 @@ def test_doctor_without_a_daemon_says_where_it_looked(tmp_path):
     result = invoke("doctor", "--artifacts", str(tmp_path), env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
                     check=False)
     assert result.returncode == 1
-    assert "[FAIL] docker daemon: No Docker daemon answers at DOCKER_HOST=unix:///nonexistent/docker.sock" in result.stdout
+    assert "[FAIL] container engine: No Docker daemon answers at DOCKER_HOST=unix:///nonexistent/docker.sock" in result.stdout
     assert "[FAIL] base images: not checked" in result.stdout
 
 
