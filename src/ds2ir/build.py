@@ -156,8 +156,8 @@ class Builder:
         timings: Dict[str, float] = {}
         with atomic.storage_errors(self.artifacts), self._exclusive():
             self._clean_up_after_interrupted_builds()
+            self.images()  # before any download: a base image that cannot be had fails fast, leaving nothing
             self._mark_target_dir()
-            self.images()  # before any download: a base image that cannot be had fails fast
             self._require_checkpoint()
             try:
                 for stage in stages_for(self.target, self.layout):
