@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Dict, Iterator, NamedTuple, Optional, Tuple
 from urllib.parse import urlparse
 
-from ds2ir import archive
+from ds2ir import archive, pbmm
 from ds2ir.atomic import atomic_path, write_bytes
 from ds2ir.config import project_root
 from ds2ir.errors import (
@@ -37,6 +37,7 @@ from ds2ir.errors import (
     FetchError,
     IntegrityError,
     MissingInputError,
+    ModelFileError,
     NotCachedError,
     UnknownDigestError,
 )
@@ -247,13 +248,16 @@ def _verify(path: Path, url: str, lock_path: Path, trust_on_first_use: bool, fix
 
 
 def _check_before_pinning(path: Path, url: str, lock_path: Path) -> None:
-    """Trust on first use pins an archive only when it passes every check extraction makes."""
-    if not _ARCHIVE_NAME.search(asset_name(url)):
-        return
+    """Trust on first use pins an archive, or a memory-mapped model, only when it passes every check its use makes."""
+    name = asset_name(url)
     try:
-        archive.check(path)
-    except ArchiveError as exc:
-        raise FetchError(f"{url} is not a sound archive, so trust on first use recorded nothing in {lock_path} "
+        if _ARCHIVE_NAME.search(name):
+            archive.check(path)
+        elif name.endswith(".pbmm"):
+            pbmm.check_file(path)
+    except (ArchiveError, ModelFileError) as exc:
+        what = "archive" if _ARCHIVE_NAME.search(name) else "memory-mapped model"
+        raise FetchError(f"{url} is not a sound {what}, so trust on first use recorded nothing in {lock_path} "
                          f"and the file was not kept. {exc}") from exc
 
 

@@ -432,6 +432,24 @@ def test_trust_on_first_use_pins_no_archive_that_fails_extraction_checks(
     assert lock.read_bytes() == before and snapshot(cache) == {}
 
 
+def test_trust_on_first_use_pins_a_memory_mapped_model_only_when_it_passes_its_checks(
+    asset_server: AssetServer, cache: Path, lock: Path
+) -> None:
+    from ds2ir import pbmm
+
+    graph = b"\x0a\x04\x12\x02op"  # a GraphDef-shaped file: a .pb where the .pbmm should be
+    bad = asset_server.add("/release/bad.pbmm", graph)
+    pin(lock, bad, known=False)
+    before = lock.read_bytes()
+    with pytest.raises(FetchError, match="is not a sound memory-mapped model, so trust on first use recorded nothing"):
+        get(bad, lock, cache, trust_on_first_use=True)
+    assert lock.read_bytes() == before and snapshot(cache) == {}
+    good = asset_server.add("/release/good.pbmm", pbmm.pack(graph, "test graph"))
+    pin(lock, good, known=False)
+    get(good, lock, cache, trust_on_first_use=True)
+    assert read_lock(lock)[good].sha256
+
+
 def test_two_fetches_of_one_asset_into_one_cache_at_once_both_succeed(
     asset_server: AssetServer, cache: Path, lock: Path
 ) -> None:
