@@ -42,6 +42,8 @@ TARGET_MARK = ".ds2ir-target"
 ROOT_DIRECTORIES = ("matrix", "bench", "ci")
 #: one lock file per target at the artifacts root: builds of one target take turns, other targets run beside
 LOCKS_DIR = ".locks"
+# Target keys no freeze-image stage reads: changing one reruns only the convert-image stages.
+CONVERT_ONLY_KEYS = ("convert_image", "ir_precision", "weight_compression")
 
 
 @dataclass(frozen=True)
@@ -419,10 +421,20 @@ class Builder:
             "stage": stage.name,
             "command": stage.command,
             "image_id": self.docker.image_id(image) or image,
-            "target": self.target.fingerprint(),
+            "target": self._configuration(stage),
             "inputs": inputs,
         }
         return _digest(material)
+
+    def _configuration(self, stage: Stage) -> Dict[str, object]:
+        """The part of the target's configuration a stage's outputs can depend on: not its
+        description, and for freeze-image stages not the keys only the convert image reads."""
+        data = self.target.fingerprint()
+        del data["description"]
+        if stage.image == "freeze":
+            for key in CONVERT_ONLY_KEYS:
+                del data[key]
+        return data
 
     def _outputs(self, stage: Stage) -> Optional[Dict[str, str]]:
         if not all(path.exists() for path in stage.outputs):

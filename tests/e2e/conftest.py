@@ -1,13 +1,16 @@
 """End-to-end fixtures: real Docker engine, real images, real builds in temp directories."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Dict
 
 import pytest
 
 from ds2ir.docker import Docker
 from ds2ir.runner import Runner
-from tests.e2e.helpers import invoke
+from tests.e2e.helpers import PROJECT, invoke
+from tests.e2e.workspace import GIVEN_SMALL, Workspace, write_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +34,20 @@ def smoke_build(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("smoke")
     invoke("build", "--target", "ldc93s1-smoke", "--artifacts", str(artifacts))
     return artifacts
+
+
+@pytest.fixture(scope="session")
+def given_small(docker, tmp_path_factory) -> Dict[str, object]:
+    """`given-small` (tests/e2e/workspace.py) built once from its given checkpoint: every stage ran."""
+    root = tmp_path_factory.mktemp("given-small")
+    space = Workspace(root, root / "artifacts", (PROJECT / "targets.toml").read_text() + GIVEN_SMALL)
+    write_checkpoint(docker, space.targets, space.artifacts)
+    return {"root": root, "output": space.build().stdout}
+
+
+@pytest.fixture
+def space(given_small, tmp_path) -> Workspace:
+    """A private copy of given-small's built artifacts and targets file (mtimes kept), to change."""
+    root: Path = given_small["root"]  # type: ignore[assignment]
+    shutil.copytree(str(root / "artifacts"), str(tmp_path / "artifacts"), symlinks=True)
+    return Workspace(tmp_path, tmp_path / "artifacts", (root / "targets.toml").read_text())

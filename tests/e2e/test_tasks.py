@@ -1,0 +1,167 @@
+"""The invoke tasks no other test runs, each run as a user would, and what a build records.
+
+Most work on a private copy of `given-small`'s artifacts (tests/e2e/workspace.py); tasks
+that write into the checkout (compose-env, lock-outputs, compose) run in a private copy of it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ds2ir.config import CONTAINER_ARTIFACTS, ArtifactLayout, TargetsFile, load_target, recordings_dir, targets_file
+from ds2ir.convert import STAGING, mo_command
+from ds2ir.errors import ContainerError
+from ds2ir.verify import tolerance_for
+from tests.e2e.helpers import PROJECT, invoke, last_json
+from tests.e2e.workspace import STAGES, TARGET, checkout_copy, ran
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_manifest_records_the_target_inputs_outputs_images_and_stages(docker, space):
+    layout = space.layout
+    manifest = json.loads((layout.target_dir / "manifest.json").read_text())
+    target = TargetsFile.load(space.targets).target(TARGET)
+    assert manifest["target"] == target.fingerprint()
+    checkpoint_files = sorted(p for p in layout.checkpoint_dir.iterdir())
+    assert manifest["inputs"] == {f"{TARGET}/checkpoint/{p.name}": sha256(p) for p in checkpoint_files}
+    assert sorted(manifest["outputs"].values()) == sorted(sha256(p) for p in (layout.frozen_graph, layout.ir_xml, layout.ir_bin))
+    assert manifest["docker_server"] == docker.preflight()
+    packages = {"freeze": "tensorflow==1.15.5", "convert": "openvino==2024.6.0"}
+    for stage, spec in (("freeze", target.freeze_image), ("convert", target.convert_image)):
+        image = manifest["images"][stage]
+        assert image["tag"] == docker.stage_image_tag(spec, docker.resolve_base_image(spec.base_image), PROJECT)
+        assert image["id"] == docker.image_id(image["tag"]) and image["id"].startswith("sha256:")
+        assert image["base_image"] == docker.resolve_base_image(spec.base_image)
+        assert packages[stage] in image["packages"] and image["packages"] == sorted(image["packages"])
+    assert list(manifest["stages"]) == sorted(STAGES)
+    for name, stage in manifest["stages"].items():
+        assert stage["command"] == ["python", "-m", "ds2ir", name, "--target", TARGET]
+        assert stage["image"] == manifest["images"]["freeze" if name in ("freeze", "reference") else "convert"]["tag"]
+        assert stage["seconds"] > 0
+    assert manifest["mo"] == json.loads((layout.ir_dir / "conversion.json").read_text())
+
+
+def test_conversion_json_records_the_mo_command_and_openvino(space):
+    conversion = json.loads((space.layout.ir_dir / "conversion.json").read_text())
+    target = TargetsFile.load(space.targets).target(TARGET)
+    inside = ArtifactLayout(CONTAINER_ARTIFACTS, TARGET)
+    assert conversion["converter"] == "mo"
+    assert conversion["command"] == mo_command(target, inside.frozen_graph, STAGING)
+    assert "--compress_to_fp16=False" in conversion["command"]
+    assert re.fullmatch(r"2024\.6\.\d+.*", conversion["openvino"]), conversion
+
+
+def files(directory):
+    """relative path -> content of every file under ``directory`` but the build lock."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*")
+            if p.is_file() and p.name != ".ds2ir.lock"}
+
+
+def test_dry_run_prints_every_stage_command_and_changes_nothing(space):
+    before = files(space.artifacts)
+    output = space.build("--dry-run", "--force").stdout
+    assert ran(output) == STAGES
+    commands = [line for line in output.splitlines() if line.startswith("$ docker run ")]
+    assert [line.split(" --target ")[0].rsplit(" ", 1)[1] for line in commands] == STAGES
+    checkpoint_mount = f"{space.layout.checkpoint_dir}:/artifacts/{TARGET}/checkpoint:ro"
+    assert all(checkpoint_mount in line for line in commands)  # every stage sees the checkpoint read-only
+    assert files(space.artifacts) == before  # the stamps too: a forced dry run must not make the next build rerun
+    assert ran(space.build().stdout) == []
+
+
+def test_dry_run_from_nothing_writes_nothing(tmp_path):
+    output = invoke("build", "--target", "synthetic-small", "--dry-run", "--artifacts", str(tmp_path)).stdout
+    commands = [line for line in output.splitlines() if line.startswith("$ docker run ")]
+    assert [line.split(" --target ")[0].rsplit(" ", 1)[1] for line in commands] == [
+        "make-checkpoint", "freeze", "reference", "convert", "check"]
+    assert not (tmp_path / "synthetic-small").exists()
+
+
+def test_the_checkpoint_mount_refuses_writes(docker, space):
+    image = docker.ensure_stage_image(load_target("synthetic-small").freeze_image, PROJECT)
+    probe = f"open('/artifacts/{TARGET}/checkpoint/best_dev-1.index', 'ab').write(b'x')"
+    with pytest.raises(ContainerError) as excinfo:
+        docker.run_stage(step="write probe", image=image, args=["-c", probe], artifacts=space.artifacts,
+                         targets=targets_file(), entrypoint="python",
+                         read_only={space.layout.checkpoint_dir: f"/artifacts/{TARGET}/checkpoint"})
+    assert "OSError: [Errno 30] Read-only file system" in excinfo.value.log_tail
+
+
+def test_convert_task_stops_before_the_check(space):
+    report = (space.layout.check_dir / "report.json").read_bytes()
+    for path in space.layout.ir_dir.iterdir():
+        path.unlink()
+    output = space.build(task="convert").stdout
+    assert ran(output) == ["convert"] and f"[{TARGET}] check:" not in output
+    assert space.layout.ir_bin.is_file() and (space.layout.check_dir / "report.json").read_bytes() == report
+
+
+def test_clean_removes_the_named_target_then_all(space):
+    other = space.artifacts / "other-target" / "frozen"
+    other.mkdir(parents=True)
+    output = space.invoke("clean", "--target", TARGET, "--artifacts", str(space.artifacts)).stdout
+    assert output.strip() == f"removed {space.artifacts / TARGET}"
+    assert not space.layout.target_dir.exists() and other.is_dir()
+    output = space.invoke("clean", "--artifacts", str(space.artifacts)).stdout
+    assert output.splitlines() == [f"removed {space.artifacts / name}" for name in (".cache", "other-target")]
+    assert [p.name for p in space.artifacts.iterdir()] == [".ds2ir.lock"]
+
+
+def test_images_task_prints_the_content_tags(docker):
+    output = invoke("images", "--target", "synthetic-small").stdout
+    target = load_target("synthetic-small")
+    for spec in (target.freeze_image, target.convert_image):
+        tag = docker.stage_image_tag(spec, docker.resolve_base_image(spec.base_image), PROJECT)
+        assert f"{spec.stage}: {tag}\n" in output and docker.image_id(tag)
+
+
+def test_base_images_if_missing_names_an_image_here_for_every_base(docker):
+    output = invoke("base-images", "--if-missing").stdout
+    named = [line for line in output.splitlines() if line and not line.startswith(("$", "offline base image", "base image"))]
+    publics = sorted({spec.base_image for spec in TargetsFile.load().images.values()})
+    assert len(named) == len(publics), output
+    assert all(docker.image_id(name) for name in named), named
+
+
+def test_test_task_runs_pytest(tmp_path):
+    result = invoke("test", "--unit", "-k", "test_write_json_is_sorted_and_stable")
+    assert re.search(r"\b1 passed\b", result.stdout), result.stdout[-2000:]
+
+
+def test_compose_env_regenerates_the_committed_env(tmp_path):
+    project = checkout_copy(tmp_path / "checkout")
+    (project / ".env").unlink()
+    subprocess.run([sys.executable, "-m", "invoke", "-r", str(project), "compose-env"], cwd=str(project), check=True,
+                   env=dict(os.environ, PYTHONPATH=str(project / "src")), stdout=subprocess.DEVNULL)
+    assert (project / ".env").read_text() == (PROJECT / ".env").read_text()
+
+
+def test_lock_outputs_records_the_built_hashes(space, tmp_path):
+    space.project = checkout_copy(tmp_path / "checkout")
+    output = space.build(task="lock-outputs").stdout
+    assert ran(output) == [] and "recorded 3 output hashes in outputs.lock.json" in output
+    locked = json.loads((space.project / "outputs.lock.json").read_text())[TARGET]
+    layout = space.layout
+    assert sorted(locked.values()) == sorted(sha256(p) for p in (layout.frozen_graph, layout.ir_xml, layout.ir_bin))
+    assert json.loads((PROJECT / "outputs.lock.json").read_text()).get(TARGET) is None  # the checkout untouched
+
+
+def test_verify_and_transcribe_at_bf16_on_a_named_device(space):
+    recording = recordings_dir() / "LDC93S1.wav"
+    space.build("--precision", "bf16", "--audio", str(recording), task="verify")
+    report = json.loads((space.layout.verify_dir / "report.json").read_text())
+    assert report["inference_precision"] == "bf16" and report["passed"] is True
+    assert report["tolerance"] == tolerance_for("FP32", "bf16") > tolerance_for("FP32", "f32")
+    output = space.invoke("transcribe", str(recording), "--target", TARGET, "--artifacts", str(space.artifacts),
+                          "--device", "CPU", "--precision", "bf16").stdout
+    stats = last_json(output)
+    assert (stats["device"], stats["precision"]) == ("CPU", "bf16") and stats["audio_seconds"] == pytest.approx(2.9, abs=0.05)
