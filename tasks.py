@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import traceback
@@ -10,7 +11,7 @@ from typing import Iterator, List, Optional
 
 from invoke import Context, Exit, task
 
-from ds2ir import baseimages, build as builds, ci, config, doctor as doctors, fetch, manifest, locks, matrix as matrices
+from ds2ir import baseimages, build as builds, ci, config, doctor as doctors, fetch, manifest, locks, matrix as matrices, mutation
 from ds2ir.docker import Docker, compose_environment, write_env_file
 from ds2ir.errors import ConfigError, Ds2irError
 from ds2ir.runner import Runner, quote
@@ -371,10 +372,36 @@ def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = N
         print(f"act: {workflow} ({event}{', job ' + job if job else ''}) succeeded; its log is {log_path}")
 
 
-@task(help={"unit": "run only the unit tests (no Docker)", "k": "pytest -k expression"})
-def test(c: Context, unit: bool = False, k: Optional[str] = None) -> None:
+@task(help={"unit": "run only the unit tests (no Docker)", "k": "pytest -k expression",
+            "coverage": "measure line coverage of src/ in every process, stage containers included (docs/testing.md)"})
+def test(c: Context, unit: bool = False, k: Optional[str] = None, coverage: bool = False) -> None:
     """Run the tests: unit tests, then end-to-end tests with real containers."""
     args = [sys.executable, "-m", "pytest", "tests/unit" if unit else "tests", "-ra"]
     if k:
         args += ["-k", k]
-    c.run(quote(args), pty=False)
+    if not coverage:
+        c.run(quote(args), pty=False)
+        return
+    from ds2ir import testcoverage
+
+    directory = PROJECT / ".coverage-run"
+    with user_errors(False):
+        env = testcoverage.prepare(directory, PROJECT)
+    result = c.run(quote(args), pty=False, env=env, warn=True)
+    print(testcoverage.report(directory), end="")
+    if result.exited:
+        raise Exit(code=result.exited)
+
+
+@task(help={
+    "module": f"a module to mutate (repeatable; default: all of {', '.join(mutation.GATE_MODULES)})",
+    "tests": "a test file or directory that judges the mutants (repeatable; default: each module's fast unit tests)",
+    "only": "run only the mutants matching this name pattern, e.g. 'ds2ir.verify.x_within*' (repeatable)"},
+      iterable=["module", "tests", "only"])
+def mutate(c: Context, module: Optional[list] = None, tests: Optional[list] = None, only: Optional[list] = None) -> None:
+    """Mutation testing (mutmut) of the modules that gate correctness and safety; prints the score and survivors."""
+    with user_errors(False):
+        result = mutation.run(PROJECT, module or list(mutation.GATE_MODULES), tests=tests or [], only=only or [])
+    for survivor in result["survivors"]:
+        print(survivor)
+    print(json.dumps({key: result[key] for key in ("modules", "stats", "score")}, sort_keys=True))

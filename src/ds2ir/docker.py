@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ds2ir import atomic, engines, fetch, upstream
+from ds2ir import atomic, engines, fetch, testcoverage, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, DEFAULT_PLATFORM, ImageSpec, Target, targets_file
 from ds2ir.errors import (
     BaseImageError,
@@ -260,6 +260,8 @@ class Docker:
         ]
         for host_path, inside in sorted((read_only or {}).items()):
             argv += ["--mount", bind_mount(host_path.resolve(), inside, read_only=True)]
+        if os.environ.get(testcoverage.ENV):  # `invoke test --coverage`: measure the code in here too
+            argv += testcoverage.container_options(Path(os.environ[testcoverage.ENV]))
         if entrypoint:
             argv += ["--entrypoint", entrypoint]
         argv += [image, *args]

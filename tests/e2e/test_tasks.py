@@ -16,8 +16,10 @@ import sys
 import pytest
 
 from ds2ir.config import CONTAINER_ARTIFACTS, ArtifactLayout, TargetsFile, load_target, recordings_dir, targets_file
+from ds2ir.build import TARGET_MARK
 from ds2ir.convert import STAGING, mo_command
 from ds2ir.errors import ContainerError
+from ds2ir.manifest import output_files
 from ds2ir.verify import tolerance_for
 from tests.e2e.helpers import PROJECT, invoke, last_json
 from tests.e2e.workspace import STAGES, TARGET, checkout_copy, ran
@@ -34,7 +36,8 @@ def test_manifest_records_the_target_inputs_outputs_images_and_stages(docker, sp
     assert manifest["target"] == target.fingerprint()
     checkpoint_files = sorted(p for p in layout.checkpoint_dir.iterdir())
     assert manifest["inputs"] == {f"{TARGET}/checkpoint/{p.name}": sha256(p) for p in checkpoint_files}
-    assert sorted(manifest["outputs"].values()) == sorted(sha256(p) for p in (layout.frozen_graph, layout.ir_xml, layout.ir_bin))
+    assert manifest["outputs"] == {name: sha256(path) for name, path in output_files(layout).items()}
+    assert {"frozen/output_graph.pb", "ir/output_graph.xml", "ir/output_graph.bin"} <= set(manifest["outputs"])
     assert manifest["docker_server"] == docker.preflight()
     packages = {"freeze": "tensorflow==1.15.5", "convert": "openvino==2024.6.0"}
     for stage, spec in (("freeze", target.freeze_image), ("convert", target.convert_image)):
@@ -73,7 +76,7 @@ def test_dry_run_prints_every_stage_command_and_changes_nothing(space):
     assert ran(output) == STAGES
     commands = [line for line in output.splitlines() if line.startswith("$ docker run ")]
     assert [line.split(" --target ")[0].rsplit(" ", 1)[1] for line in commands] == STAGES
-    checkpoint_mount = f"{space.layout.checkpoint_dir}:/artifacts/{TARGET}/checkpoint:ro"
+    checkpoint_mount = f"--mount type=bind,source={space.layout.checkpoint_dir},target=/artifacts/{TARGET}/checkpoint,readonly"
     assert all(checkpoint_mount in line for line in commands)  # every stage sees the checkpoint read-only
     assert files(space.artifacts) == before  # the stamps too: a forced dry run must not make the next build rerun
     assert ran(space.build().stdout) == []
@@ -109,6 +112,7 @@ def test_convert_task_stops_before_the_check(space):
 def test_clean_removes_the_named_target_then_all(space):
     other = space.artifacts / "synthetic-small"
     shutil.copytree(str(space.layout.target_dir), str(other), symlinks=True)  # a second built target
+    (other / TARGET_MARK).write_text("synthetic-small\n")
     output = space.invoke("clean", "--target", TARGET, "--artifacts", str(space.artifacts)).stdout
     assert output.strip() == f"removed {space.artifacts / TARGET}"
     assert not space.layout.target_dir.exists() and other.is_dir()
@@ -149,10 +153,9 @@ def test_compose_env_regenerates_the_committed_env(tmp_path):
 def test_lock_outputs_records_the_built_hashes(space, tmp_path):
     space.project = checkout_copy(tmp_path / "checkout")
     output = space.build(task="lock-outputs").stdout
-    assert ran(output) == [] and "recorded 3 output hashes in outputs.lock.json" in output
     locked = json.loads((space.project / "outputs.lock.json").read_text())[TARGET]
-    layout = space.layout
-    assert sorted(locked.values()) == sorted(sha256(p) for p in (layout.frozen_graph, layout.ir_xml, layout.ir_bin))
+    assert ran(output) == [] and f"recorded {len(locked)} output hashes in outputs.lock.json" in output
+    assert locked == {name: sha256(path) for name, path in output_files(space.layout).items()}
     assert json.loads((PROJECT / "outputs.lock.json").read_text()).get(TARGET) is None  # the checkout untouched
 
 
