@@ -169,3 +169,13 @@ def test_verify_and_transcribe_at_bf16_on_a_named_device(space):
                           "--device", "CPU", "--precision", "bf16").stdout
     stats = last_json(output)
     assert (stats["device"], stats["precision"]) == ("CPU", "bf16") and stats["audio_seconds"] == pytest.approx(2.9, abs=0.05)
+
+
+def test_coverage_is_measured_inside_the_stage_containers(tmp_path):
+    """tf_features.py runs only in the freeze image (TensorFlow): its lines are covered only if the
+    container's data came back through the mount and was mapped onto src/."""
+    result = invoke("test", "--coverage", "-k", "test_numpy_features_match_tensorflow_ops")
+    assert re.search(r"\b1 passed\b", result.stdout), result.stdout[-3000:]
+    row = re.search(r"^src/ds2ir/tf_features\.py\s+(\d+)\s+(\d+)\s+(\d+)%", result.stdout, flags=re.MULTILINE)
+    assert row and int(row.group(3)) >= 50, result.stdout[-3000:]
+    assert re.search(r"^TOTAL\s+\d+\s+\d+\s+\d+%", result.stdout, flags=re.MULTILINE)
