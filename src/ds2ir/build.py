@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ds2ir import archive, atomic, checkpoint, fetch, manifest, pbmm, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
-from ds2ir.docker import Docker
+from ds2ir.docker import ISA_ENVIRONMENT, Docker, forwarded_environment
 from ds2ir.errors import (
     AudioError,
     CheckpointError,
@@ -424,6 +424,9 @@ class Builder:
             "target": self._configuration(stage),
             "inputs": inputs,
         }
+        environment = {key: value for key, value in forwarded_environment().items() if key in ISA_ENVIRONMENT}
+        if environment:  # absent otherwise, so stamps made without it stay valid
+            material["environment"] = environment
         return _digest(material)
 
     def _configuration(self, stage: Stage) -> Dict[str, object]:

@@ -35,6 +35,12 @@ OFFLINE_PREFIX = "ds2ir-offline/"
 # thread while the main thread imports: seen deadlocking int8 compression after mo, in the
 # same process, in about one run of four (py-spy: both threads waiting for logging's lock).
 STAGE_ENVIRONMENT = {"CI": "true", "NNCF_CI": "1"}
+# Host variables a stage container gets when they are set: the instruction-set limits of OpenVINO's
+# oneDNN kernels and of OpenBLAS (run a build as a narrower CPU would; they change what a stage
+# computes, so they are part of its stamp key) and ds2ir's fault injection (tests watch the gates
+# fail; not in the key: a gate that fails writes no stamp, so the next build runs it again).
+ISA_ENVIRONMENT = ("ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
+FORWARDED_ENVIRONMENT = ISA_ENVIRONMENT + ("DS2IR_INJECT_FAULT",)
 # The package files that go into the images, beside the image's lock (.dockerignore keeps out the rest).
 PACKAGE_FILES = ("pyproject.toml", "src")
 # Stage containers carry the artifacts directory they write and the PID of the process that
@@ -46,6 +52,11 @@ OWNER_LABEL = "ds2ir.owner-pid"
 TIMEOUT_ENV = "DS2IR_DOCKER_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0  # version, inspect, ps, rm, listing an image's packages: seconds when healthy
 BUILD_TIMEOUT = 3 * 3600.0  # docker build, pull, import: a cold image build downloads gigabytes
+
+
+def forwarded_environment() -> Dict[str, str]:
+    """The FORWARDED_ENVIRONMENT variables the host has set (non-empty)."""
+    return {key: os.environ[key] for key in FORWARDED_ENVIRONMENT if os.environ.get(key)}
 
 
 def offline_substitute(public_image: str) -> str:
@@ -253,7 +264,7 @@ class Docker:
             self.executable, "run", "--rm", "--platform", platform, *engines.run_options(self.executable),
             "--name", name, "--network", "none",
             "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
-            *[arg for key, value in sorted(STAGE_ENVIRONMENT.items()) for arg in ("-e", f"{key}={value}")],
+            *[arg for key, value in sorted({**STAGE_ENVIRONMENT, **forwarded_environment()}.items()) for arg in ("-e", f"{key}={value}")],
             "--label", f"{ARTIFACTS_LABEL}={artifacts.resolve()}", "--label", f"{OWNER_LABEL}={os.getpid()}",
             "--mount", bind_mount(artifacts.resolve(), str(CONTAINER_ARTIFACTS)),
             "--mount", bind_mount(targets.resolve(), str(CONTAINER_TARGETS), read_only=True),

@@ -98,7 +98,7 @@ def _read_records(cell: Cell, layout: ArtifactLayout, docker: Docker) -> None:
     report_path = layout.check_dir / "report.json"
     if report_path.is_file():
         report = json.loads(report_path.read_text())
-        cell.check = {key: report.get(key) for key in ("max_abs", "max_scaled", "tolerance", "passed")}
+        cell.check = {key: report.get(key) for key in ("ir_vs_f64", "tf_vs_f64", "max_abs", "max_scaled", "tolerance", "passed")}
 
 
 def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Docker, artifacts: Path,
@@ -233,7 +233,8 @@ def _number(value: object) -> str:
 def render_markdown(cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -> str:
     """The cells table, then the load matrix (rows: IRs, columns: runtimes)."""
     rows = ["| target | TF (freeze py) | exporter | OpenVINO (convert py) | converter | IR | images GB (freeze / convert) "
-            "| stages s | run s | frozen sha256 | xml sha256 | bin sha256 | max abs Δ | max scaled Δ | tolerance | lock | result |",
+            "| stages s | run s | frozen sha256 | xml sha256 | bin sha256 | \\|IR - f64\\| | \\|TF - f64\\| | \\|IR - TF\\| "
+            "| allowance | lock | result |",
             "|" + "---|" * 17]
     for c in cells:
         tf = c.versions.get("tensorflow", "-") + (f" + coqui {c.versions['coqui-stt-training']}" if "coqui-stt-training" in c.versions else "")
@@ -243,7 +244,8 @@ def render_markdown(cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -> 
             f"| {c.target} | {tf} ({c.versions.get('freeze python', '-')}) | {c.exporter} | {ov} ({c.versions.get('convert python', '-')}) "
             f"| {c.converter} | {c.ir_precision} | {_gb(c, 'freeze')} / {_gb(c, 'convert')} | {c.stage_seconds:g} | {c.run_seconds:g} "
             f"| {_short(c.hashes.get('frozen/output_graph.pb'))} | {_short(c.hashes.get('ir/output_graph.xml'))} "
-            f"| {_short(c.hashes.get('ir/output_graph.bin'))} | {_number(c.check.get('max_abs'))} | {_number(c.check.get('max_scaled'))} "
+            f"| {_short(c.hashes.get('ir/output_graph.bin'))} | {_number(c.check.get('ir_vs_f64'))} | {_number(c.check.get('tf_vs_f64'))} "
+            f"| {_number(c.check.get('max_scaled'))} "
             f"| {_number(c.check.get('tolerance'))} | {c.lock or '-'} | {result} |"
         )
     lines = ["## Cells", "", *rows, ""]

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ds2ir import config
+from ds2ir import config, fault_injection
 from ds2ir.errors import MissingInputError, VerificationError
 
 #: IR output name -> what it is, for the seed's three outputs
@@ -93,9 +93,13 @@ class OVStreamingModel:
             properties["PERFORMANCE_HINT"] = "LATENCY"
             if "ENABLE_CPU_PINNING" in core.get_property(device, "SUPPORTED_PROPERTIES"):  # from OpenVINO 2023.0
                 properties["ENABLE_CPU_PINNING"] = pin_threads
-        self._compiled = core.compile_model(read_model(ir_xml, core), device, properties)
+        model = read_model(ir_xml, core)
+        fault_injection.corrupt_model(model)
+        self._compiled = core.compile_model(model, device, properties)
         self._request = self._compiled.create_infer_request()
         self._outputs = {_output_key(port.get_names()): port for port in self._compiled.outputs}
+        if fault_injection.swaps_state():
+            self._outputs["state_c"], self._outputs["state_h"] = self._outputs["state_h"], self._outputs["state_c"]
 
     def settings(self) -> Dict[str, str]:
         """What the device actually uses: a hint is only a request (no bf16 on a CPU without it)."""
@@ -105,6 +109,21 @@ class OVStreamingModel:
             value = self._compiled.get_property(key)
             out[key] = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
         return out
+
+    def kernels(self) -> List[str]:
+        """The kernels the device chose (the runtime model's primitive types, such as 'brgemm_avx2_f32'):
+        which instruction set OpenVINO used on this CPU, e.g. under ONEDNN_MAX_CPU_ISA. MLAS kernels
+        ('gemm_mlas_f32') choose theirs by CPUID, whatever the limit."""
+        kinds = set()
+        for op in self._compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if "primitiveType" not in info:
+                continue
+            value = info["primitiveType"]
+            kind = str(value.astype(str)) if hasattr(value, "astype") else str(value)
+            if not kind.startswith("unknown"):
+                kinds.add(kind)
+        return sorted(kinds)
 
     def step(self, window: np.ndarray, state_c: np.ndarray, state_h: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         results = self._request.infer({

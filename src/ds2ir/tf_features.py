@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ds2ir import features
+from ds2ir import fault_injection, features
 from ds2ir.config import Architecture
 
 __all__ = ["max_abs_difference", "mfcc", "spectrogram"]
@@ -56,7 +56,7 @@ def mfcc(samples: np.ndarray, arch: Architecture) -> np.ndarray:
 
 def max_abs_difference(samples: np.ndarray, arch: Architecture) -> float:
     """Largest |numpy - TF| over all MFCC values of the same samples."""
-    ours, theirs = features.mfcc(samples, arch), mfcc(samples, arch)
+    ours, theirs = fault_injection.corrupt_features(features.mfcc(samples, arch)), mfcc(samples, arch)
     if ours.shape != theirs.shape:
         raise AssertionError(f"numpy MFCCs have shape {ours.shape}, TF's {theirs.shape}")
     return float(np.max(np.abs(ours.astype(np.float64) - theirs)))
