@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple
 
 import numpy as np
 
-from ds2ir import atomic
+from ds2ir import atomic, cpu
 from ds2ir.config import Architecture, ArtifactLayout, Target
 from ds2ir.errors import Ds2irError, MissingInputError
 
@@ -243,15 +243,6 @@ def render_variants(variants: Mapping[str, Mapping[str, Any]], bandwidth: float)
         lines.append(f"| {variant} | {entry['target']} | {float(entry['ir_bin_mb']):.0f} | {streamed / 1e9:.2f} "
                      f"| {_ms(streamed / bandwidth)} | {str(entry['frozen_graph_sha256'])[:12]} |")
     return "\n".join(lines) + "\n"
-
-
-def cpu_model(cpuinfo: str) -> str:
-    """The 'model name' line of /proc/cpuinfo."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip()
-    return "unknown"
 
 
 def memory_gib(meminfo: str) -> float:
@@ -632,7 +623,8 @@ class Bench:
                 if key == IR_KEY or key not in settings]
         settings_rows = [summarize(raw[key], arch, n_classes, bandwidth)._replace(engine=label)
                          for key, label in settings.items()]
-        machine = {"cpu": cpu_model(Path("/proc/cpuinfo").read_text()), "cores": os.cpu_count(),
+        host = cpu.describe()
+        machine = {"cpu": host["model"], "vector_extensions": host["vector_extensions"], "cores": os.cpu_count(),
                    "memory_gib": round(memory_gib(Path("/proc/meminfo").read_text()), 1),
                    "load_at_start": float(memory["sweeps"][0]["load"])}
         builders = [self.builder, *self.variants]
@@ -654,7 +646,8 @@ class Bench:
         self._container(Engine(self.builder, "convert", "bench-plot"))
         text = (
             f"# ds2ir bench: {self.builder.target.name}\n\n"
-            f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB; load average "
+            f"{machine['cpu']} ({', '.join(machine['vector_extensions']) or 'vector extensions unknown'}), "
+            f"{machine['cores']} cores, {machine['memory_gib']} GiB; load average "
             f"{machine['load_at_start']:.2f} at the start. Audio: {self.audio.name}, "
             f"{rows[0].rtf.n if rows else 0} timed passes.\n\n"
             f"Memory bandwidth, best of {BANDWIDTH_REPEAT} x {len(memory['sweeps'])} sweeps: copy {render_rates(measured['copy'])}, "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ds2ir import archive, atomic, checkpoint, fetch, manifest, pbmm, upstream
+from ds2ir import archive, atomic, checkpoint, cpu, fetch, manifest, pbmm, upstream
 from ds2ir.config import CONTAINER_ARTIFACTS, Architecture, ArtifactLayout, ImageSpec, Target, recordings_dir, targets_file
 from ds2ir.docker import ISA_ENVIRONMENT, Docker, forwarded_environment
 from ds2ir.errors import (
@@ -204,12 +204,23 @@ class Builder:
         """Release targets: fetch (verified, cached) and extract the checkpoint unless it is there.
 
         Trained targets: copy the recording and transcript where the train stage sees them.
+        Checkout targets: copy the checkpoint shipped in the checkout (locked data).
         """
         if self.docker.runner.dry_run:
             self.say(f"(dry run) would fetch and extract the checkpoint or copy the training data as needed")
             return
         if self.target.training is not None:
-            self._copy_training_data()
+            self._copy_from_checkout({"audio.wav": self.target.training.audio,
+                                      "transcript.txt": self.target.training.transcript},
+                                     self.layout.training_dir, keys="training_audio/training_transcript")
+        if self.target.checkpoint_path is not None:
+            shipped = self.project / self.target.checkpoint_path
+            files = {path.name: str(path.relative_to(self.project)) for path in sorted(shipped.glob("*")) if path.is_file()}
+            if not files:
+                raise MissingInputError(f"Target '{self.target.name}' uses the checkpoint shipped in {shipped}, which holds no "
+                                        f"files; restore it from git (git checkout -- {self.target.checkpoint_path}) or fix "
+                                        f"checkpoint_path in targets.toml.")
+            self._copy_from_checkout(files, self.layout.checkpoint_dir, keys="checkpoint_path")
         if self.target.checkpoint == "pbmm":
             self._require_model()
         if self.target.checkpoint != "release":
@@ -335,19 +346,18 @@ class Builder:
             raise FetchError(f"Target '{self.target.name}' needs the DeepSpeech {release.name} model "
                              f"{release.model_url}. {exc} Alternatively {alternative}.") from None
 
-    def _copy_training_data(self) -> None:
-        assert self.target.training is not None
-        sources = {"audio.wav": self.target.training.audio, "transcript.txt": self.target.training.transcript}
+    def _copy_from_checkout(self, sources: Dict[str, str], directory: Path, *, keys: str) -> None:
+        """Make ``directory`` hold exactly the checkout files ``sources`` (name -> path from the project root)."""
         wanted = {}
         for name, relative in sources.items():
             path = self.project / relative
             if not path.is_file():
-                raise MissingInputError(f"Target '{self.target.name}' trains on {path}, which does not exist; "
-                                        f"fix training_audio/training_transcript in targets.toml.")
+                raise MissingInputError(f"Target '{self.target.name}' needs {path}, which does not exist; "
+                                        f"fix {keys} in targets.toml.")
             wanted[name] = path.read_bytes()
-        directory = self.layout.training_dir
-        if all((directory / name).is_file() and (directory / name).read_bytes() == data for name, data in wanted.items()):
-            return  # unchanged: keep mtimes, so the train stage stays up to date
+        present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        if present == sorted(wanted) and all((directory / name).read_bytes() == data for name, data in wanted.items()):
+            return  # unchanged: keep mtimes, so the stages that read it stay up to date
         with atomic.atomic_dir(directory) as tmp:
             for name, data in wanted.items():
                 (tmp / name).write_bytes(data)
@@ -390,8 +400,10 @@ class Builder:
                                       "command": ["python", "-m", "ds2ir", stage.command, "--target", self.target.name]}
         weights = self.layout.model_file if self.target.checkpoint == "pbmm" else self.layout.checkpoint_dir
         inputs = self.hasher.tree(weights, self.artifacts) if weights.exists() else {}
+        report = self.layout.check_dir / "report.json"
+        engines = json.loads(report.read_text()).get("engines") if report.is_file() else None
         path = manifest.write(self.layout, self.target, inputs=inputs, outputs=self.output_hashes(), images=images,
-                              stages=stages, docker_version=docker_version)
+                              stages=stages, docker_version=docker_version, cpu=cpu.describe(), engines=engines)
         self.say(f"[{self.target.name}] manifest: {path}")
 
     def _packages(self, tag: str, image_id: str) -> List[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -70,7 +71,7 @@ def freeze(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> 
 
 def reference(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Stream seeded random windows through the frozen graph and its float64 ground truth; keep inputs and outputs (freeze image)."""
-    from ds2ir import ground_truth
+    from ds2ir import cpu, ground_truth
     from ds2ir.tf_runtime import TFStreamingModel
     from ds2ir.verify import random_inputs, stream
 
@@ -82,10 +83,13 @@ def reference(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
         model.close()
     exact = stream(ground_truth.from_frozen_graph(layout.frozen_graph, target.architecture), inputs["windows"],
                    inputs["state_c"], inputs["state_h"])
+    host = cpu.describe()
+    engine = {"cpu": host, "tensorflow": cpu.tensorflow_gemm_isa(host["vector_extensions"]),  # type: ignore[arg-type]
+              "numpy_openblas": cpu.openblas_core()}
     with atomic.atomic_path(layout.check_dir / REFERENCE_FILE) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **inputs, **{"tf_" + k: v for k, v in outputs.items()},
-                     **{"f64_" + k: v for k, v in exact.items()})
+                     **{"f64_" + k: v for k, v in exact.items()}, engine=np.array(json.dumps(engine, sort_keys=True)))
 
 
 def convert(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
@@ -112,7 +116,9 @@ def check(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> N
                "windows": int(saved["windows"].shape[0]), "tolerance": tolerance,
                "ir_vs_f64": gate["ir_vs_f64"], "tf_vs_f64": gate["tf_vs_f64"], "worst_ratio": gate["worst_ratio"],
                "max_scaled": worst(report), "max_abs": max(entry["max_abs"] for entry in report.values()),
-               "passed": gate["passed"], "fidelity": gate, "outputs": report, "isa": model.kernels()}
+               "passed": gate["passed"], "fidelity": gate, "outputs": report, "isa": model.kernels(),
+               "engines": {"freeze": json.loads(str(saved["engine"])) if "engine" in saved else None,
+                           "openvino": {"kernels": model.kernels(), "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}}}
     atomic.write_json(layout.check_dir / REPORT_FILE, summary)
     print(json.dumps({key: summary[key] for key in ("ir_vs_f64", "tf_vs_f64", "worst_ratio", "max_abs", "max_scaled",
                                                      "tolerance", "passed")}))

@@ -38,9 +38,10 @@ LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 LSTM_FINAL_C = LSTM_SCOPE + "/GatherNd"
 LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
 
-#: where the weights come from: the release's checkpoint, seeded random, trained here, or a memory-mapped
-#: model file (the release's .pbmm at model_url, or the user's own with `invoke build --model PATH.pbmm`)
-CHECKPOINT_KINDS = ("release", "synthetic", "trained", "pbmm")
+#: where the weights come from: the release's checkpoint, seeded random, trained here, a memory-mapped
+#: model file (the release's .pbmm at model_url, or the user's own with `invoke build --model PATH.pbmm`),
+#: or a checkpoint shipped in the checkout (checkpoint_path)
+CHECKPOINT_KINDS = ("release", "synthetic", "trained", "pbmm", "checkout")
 #: who writes output_graph.pb: ds2ir's own TF1 graph (graph.py), Coqui STT's training package,
 #: or DeepSpeech's own DeepSpeech.py from the release's source archive (upstream.py)
 EXPORTERS = ("builtin", "coqui-stt", "deepspeech")
@@ -251,6 +252,8 @@ class Target:
     convert_image: ImageSpec
     ir_precision: str
     training: Optional[Training] = None
+    #: checkpoint = "checkout": the checkpoint directory shipped in the checkout, from the project root
+    checkpoint_path: Optional[str] = None
     exporter: str = "builtin"
     lstm: str = "fused"
     weight_compression: str = "none"
@@ -442,7 +445,7 @@ _IMAGE_KEYS = {f.name for f in fields(ImageSpec)} - {"name", "source_url"}
 _RELEASE_KEYS = {f.name for f in fields(Release)} - {"name"}
 _ARCH_KEYS = {f.name for f in fields(Architecture)} - {"graph_version"}
 _TRAINING_KEYS = {"training_" + f.name if f.name in ("audio", "transcript") else f.name for f in fields(Training)}
-_TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "seed", "freeze_image",
+_TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "checkpoint_path", "seed", "freeze_image",
                 "convert_image", "ir_precision", "exporter", "lstm", "weight_compression", "app_image",
                 "stage_time_limit"} | _ARCH_KEYS
 
@@ -534,6 +537,7 @@ class TargetsFile:
             convert_image=self._image_ref(raw, "convert_image", "convert", key),
             ir_precision=self._choice(raw, "ir_precision", IR_PRECISIONS, key),
             training=self._training(raw, key) if checkpoint == "trained" else None,
+            checkpoint_path=self._get(raw, "checkpoint_path", str, key) if checkpoint == "checkout" else None,
             lstm=self._choice(raw, "lstm", LSTM_VARIANTS, key) if "lstm" in raw else "fused",
             weight_compression=(self._choice(raw, "weight_compression", WEIGHT_COMPRESSIONS, key)
                                 if "weight_compression" in raw else "none"),

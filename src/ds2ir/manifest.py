@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 from ds2ir import atomic
 from ds2ir.config import ArtifactLayout, Target
@@ -68,8 +68,12 @@ def check_outputs(path: Path, target: str, hashes: Mapping[str, str]) -> None:
 
 def write(layout: ArtifactLayout, target: Target, *, inputs: Mapping[str, str], outputs: Mapping[str, str],
           images: Mapping[str, Mapping[str, object]], stages: Mapping[str, Mapping[str, object]],
-          docker_version: str) -> Path:
-    """Write artifacts/<target>/manifest.json atomically: plain, sorted JSON."""
+          docker_version: str, cpu: Mapping[str, object], engines: Optional[Mapping[str, object]] = None) -> Path:
+    """Write artifacts/<target>/manifest.json atomically: plain, sorted JSON.
+
+    ``cpu``: the host's CPU (ds2ir.cpu.describe); ``engines``: the check stage's record of the kernels
+    each engine used (TF's mkl-dnn sgemm, numpy's OpenBLAS core, OpenVINO's primitives), if it ran.
+    """
     conversion = layout.ir_dir / "conversion.json"
     manifest = {
         "target": target.fingerprint(),
@@ -81,6 +85,8 @@ def write(layout: ArtifactLayout, target: Target, *, inputs: Mapping[str, str], 
         "checkpoint_verification": (json.loads(layout.verification.read_text()) if layout.verification.is_file()
                                     else None),
         "docker_server": docker_version,
+        "cpu": dict(cpu),
+        "engines": dict(engines) if engines is not None else None,
     }
     path = layout.target_dir / "manifest.json"
     atomic.write_json(path, manifest)

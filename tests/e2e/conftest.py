@@ -30,9 +30,10 @@ def full_build(tmp_path_factory) -> Dict[str, object]:
 
 @pytest.fixture(scope="session")
 def smoke_build(tmp_path_factory):
-    """`invoke build --target ldc93s1-smoke` (trained on LDC93S1 here), shared by the modules that use it."""
+    """`invoke build --check --target ldc93s1-smoke` (the shipped checkpoint; outputs as outputs.lock.json records
+    them, or the build fails), shared by the modules that use it."""
     artifacts = tmp_path_factory.mktemp("smoke")
-    invoke("build", "--target", "ldc93s1-smoke", "--artifacts", str(artifacts))
+    invoke("build", "--check", "--target", "ldc93s1-smoke", "--artifacts", str(artifacts))
     return artifacts
 
 

@@ -1,4 +1,5 @@
-"""ldc93s1-smoke: a model trained here on LDC93S1 transcribes it exactly through the IR."""
+"""ldc93s1-smoke: a model overfitted on LDC93S1 (its checkpoint shipped in data/) transcribes it exactly through
+the IR, and builds to the bytes outputs.lock.json records on any CPU; ldc93s1-smoke-train trains it again."""
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +7,7 @@ import json
 
 import pytest
 
-from ds2ir.config import ArtifactLayout, recordings_dir
+from ds2ir.config import ArtifactLayout, project_root, recordings_dir
 from ds2ir.decode import cer
 from tests.e2e.helpers import invoke
 
@@ -18,8 +19,23 @@ def smoke(smoke_build):
     return smoke_build
 
 
-def test_training_reaches_the_sentence(smoke):
-    report = json.loads(ArtifactLayout(smoke, "ldc93s1-smoke").training_report.read_text())
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`invoke freeze --target ldc93s1-smoke-train`: 300 Adam steps on LDC93S1, then the frozen graph."""
+    artifacts = tmp_path_factory.mktemp("trained")
+    invoke("freeze", "--target", "ldc93s1-smoke-train", "--artifacts", str(artifacts))
+    return artifacts
+
+
+def test_the_build_matches_the_locked_outputs(smoke):
+    """The smoke_build fixture ran `invoke build --check`: every output has outputs.lock.json's bytes."""
+    manifest = json.loads((ArtifactLayout(smoke, "ldc93s1-smoke").target_dir / "manifest.json").read_text())
+    locked = json.loads((project_root() / "outputs.lock.json").read_text())["ldc93s1-smoke"]
+    assert manifest["outputs"] == locked and len(locked) == 3
+
+
+def test_training_reaches_the_sentence(trained):
+    report = json.loads(ArtifactLayout(trained, "ldc93s1-smoke-train").training_report.read_text())
     assert report["target"] == SENTENCE == report["transcript"]
     assert report["loss"] < report["initial_loss"] / 100
     print(f"training: {report['seconds']} s, loss {report['initial_loss']:.1f} -> {report['loss']:.4f}")
@@ -42,12 +58,18 @@ def test_verify_passes_and_tf_says_the_same(smoke):
         print(f"{name}: CER {cer(entry['transcripts']['ir'], SENTENCE):.3f} '{entry['transcripts']['ir']}'")
 
 
-def test_training_is_deterministic(smoke, tmp_path):
-    invoke("build", "--target", "ldc93s1-smoke", "--artifacts", str(tmp_path))
+def test_training_is_deterministic_on_one_machine(trained, tmp_path):
+    invoke("freeze", "--target", "ldc93s1-smoke-train", "--artifacts", str(tmp_path))
 
     def digests(root):
-        layout = ArtifactLayout(root, "ldc93s1-smoke")
-        files = sorted(layout.checkpoint_dir.iterdir()) + [layout.frozen_graph, layout.ir_xml, layout.ir_bin]
+        layout = ArtifactLayout(root, "ldc93s1-smoke-train")
+        files = sorted(layout.checkpoint_dir.iterdir()) + [layout.frozen_graph]
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
-    assert digests(tmp_path) == digests(smoke)
+    assert digests(tmp_path) == digests(trained)
+
+
+def test_the_hoisted_variant_builds_from_the_shipped_checkpoint(smoke):
+    invoke("build", "--target", "ldc93s1-smoke-fast", "--artifacts", str(smoke))
+    report = json.loads((ArtifactLayout(smoke, "ldc93s1-smoke-fast").check_dir / "report.json").read_text())
+    assert report["passed"] is True and report["fidelity"]["worst_ratio"] <= 1

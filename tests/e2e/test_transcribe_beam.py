@@ -56,12 +56,13 @@ def test_beam_search_without_a_scorer_keeps_the_exact_transcript(artifacts):
     print(f"RTF greedy {greedy_report['real_time_factor']}, beam 64 {beam_report['real_time_factor']}")
 
 
-def test_a_scorer_brings_the_int8_transcript_closer(artifacts, sentence_scorer):
+def test_a_scorer_keeps_the_int8_transcript_at_least_as_close(artifacts, sentence_scorer):
     greedy, _ = transcribe(artifacts, "ldc93s1-smoke-int8")
     scored, report = transcribe(artifacts, "ldc93s1-smoke-int8", "--scorer", str(sentence_scorer))
     print(f"int8 greedy '{greedy}' (CER {cer(greedy, SENTENCE):.3f}); with the scorer '{scored}' "
           f"(CER {cer(scored, SENTENCE):.3f}), RTF {report['real_time_factor']}")
-    assert cer(scored, SENTENCE) < cer(greedy, SENTENCE)
+    # Never worse; not "better": int8 kernels differ by CPU, and where greedy is already exact (an AVX2 EPYC) it cannot improve.
+    assert cer(scored, SENTENCE) <= cer(greedy, SENTENCE)
     assert set(scored.split()) <= set(SENTENCE.split())  # the scorer's trie admits only its words
     # The beam width defaults to the model's metadata_beam_width; alpha and beta to the package's.
     assert (report["beam_width"], report["lm_alpha"], report["lm_beta"]) == (500, 0.931289, 1.183414)

@@ -43,6 +43,14 @@ def test_release_architecture():
     assert target.checkpoint == "release"
 
 
+def test_ldc93s1_smoke_builds_from_the_shipped_checkpoint_and_its_train_target_trains():
+    smoke, train = load_target("ldc93s1-smoke"), load_target("ldc93s1-smoke-train")
+    assert (smoke.checkpoint, smoke.training) == ("checkout", None)
+    assert (config.project_root() / smoke.checkpoint_path / "best_dev-300.index").is_file()
+    assert train.checkpoint == "trained" and train.training.epochs == 300 and train.checkpoint_path is None
+    assert load_target("ldc93s1-smoke-fast").checkpoint_path == smoke.checkpoint_path
+
+
 def test_extends_inherits_and_overrides():
     small = load_target("synthetic-small")
     assert small.checkpoint == "synthetic" and small.architecture.n_hidden == 64
@@ -177,6 +185,7 @@ def test_ir_inputs_and_outputs_are_the_mo_cut():
      "images.x.converter"),
     ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\ncheckpoint = "release"\n', "targets.x.checkpoint"),
     ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\nlstm = "hoisted"\n', "targets.x.lstm"),
+    ('\n[targets.x]\nextends = "synthetic-small"\ncheckpoint = "checkout"\n', "targets.x.checkpoint_path"),
 ])
 def test_bad_exporter_converter_or_checkpoint_source_names_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as excinfo:
