@@ -70,7 +70,8 @@ def freeze(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> 
 
 
 def reference(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
-    """Stream seeded random windows through the frozen graph and its float64 ground truth; keep inputs and outputs (freeze image)."""
+    """Stream seeded random windows through the frozen graph and its float64 ground truth; keep inputs, outputs
+    and the kernels this CPU gives TF and numpy (freeze image)."""
     from ds2ir import cpu, ground_truth
     from ds2ir.tf_runtime import TFStreamingModel
     from ds2ir.verify import random_inputs, stream
@@ -112,13 +113,14 @@ def check(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> N
     report = compare(tf_outputs, outputs)
     tolerance = tolerance_for(target.ir_precision, "f32", target.weight_compression)
     gate = fidelity({k[4:]: v for k, v in saved.items() if k.startswith("f64_")}, tf_outputs, outputs, tolerance)
+    kernels = model.kernels()
     summary = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": "f32",
                "windows": int(saved["windows"].shape[0]), "tolerance": tolerance,
                "ir_vs_f64": gate["ir_vs_f64"], "tf_vs_f64": gate["tf_vs_f64"], "worst_ratio": gate["worst_ratio"],
                "max_scaled": worst(report), "max_abs": max(entry["max_abs"] for entry in report.values()),
-               "passed": gate["passed"], "fidelity": gate, "outputs": report, "isa": model.kernels(),
+               "passed": gate["passed"], "fidelity": gate, "outputs": report, "isa": kernels,
                "engines": {"freeze": json.loads(str(saved["engine"])) if "engine" in saved else None,
-                           "openvino": {"kernels": model.kernels(), "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}}}
+                           "openvino": {"kernels": kernels, "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA")}}}
     atomic.write_json(layout.check_dir / REPORT_FILE, summary)
     print(json.dumps({key: summary[key] for key in ("ir_vs_f64", "tf_vs_f64", "worst_ratio", "max_abs", "max_scaled",
                                                      "tolerance", "passed")}))
@@ -175,7 +177,8 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
     and plot (convert image)."""
     from ds2ir.decode import greedy
     from ds2ir.ov_runtime import OVStreamingModel
-    from ds2ir.verify import FEATURES_TOLERANCE, FIDELITY_FACTOR, STREAM_OUTPUTS, fidelity_failures, file_report, plot, stream, tolerance_for, utterance_logits
+    from ds2ir.verify import (FEATURES_TOLERANCE, FIDELITY_FACTOR, STREAM_OUTPUTS, fidelity_failures, file_report, plot,
+                              stream, tolerance_for, utterance_logits)
 
     arch = target.architecture
     alphabet = _alphabet(target, layout)

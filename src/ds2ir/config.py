@@ -537,7 +537,8 @@ class TargetsFile:
             convert_image=self._image_ref(raw, "convert_image", "convert", key),
             ir_precision=self._choice(raw, "ir_precision", IR_PRECISIONS, key),
             training=self._training(raw, key) if checkpoint == "trained" else None,
-            checkpoint_path=self._get(raw, "checkpoint_path", str, key) if checkpoint == "checkout" else None,
+            checkpoint_path=(check_relative_path(self._get(raw, "checkpoint_path", str, key), file=self.source,
+                                                 key=f"{key}.checkpoint_path") if checkpoint == "checkout" else None),
             lstm=self._choice(raw, "lstm", LSTM_VARIANTS, key) if "lstm" in raw else "fused",
             weight_compression=(self._choice(raw, "weight_compression", WEIGHT_COMPRESSIONS, key)
                                 if "weight_compression" in raw else "none"),

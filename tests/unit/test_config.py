@@ -186,6 +186,8 @@ def test_ir_inputs_and_outputs_are_the_mo_cut():
     ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\ncheckpoint = "release"\n', "targets.x.checkpoint"),
     ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\nlstm = "hoisted"\n', "targets.x.lstm"),
     ('\n[targets.x]\nextends = "synthetic-small"\ncheckpoint = "checkout"\n', "targets.x.checkpoint_path"),
+    ('\n[targets.x]\nextends = "synthetic-small"\ncheckpoint = "checkout"\ncheckpoint_path = "../elsewhere"\n',
+     "targets.x.checkpoint_path"),
 ])
 def test_bad_exporter_converter_or_checkpoint_source_names_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as excinfo:
