@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from ds2ir.config import ArtifactLayout, recordings_dir
@@ -70,6 +71,19 @@ def test_check_passes_the_right_ir_on_narrower_kernels(docker, gates, monkeypatc
     if limit == "SSE41":
         assert not any("avx" in kernel for kernel in report["isa"]), report["isa"]
     print(f"{limit}: kernels {report['isa']}, |IR - f64| {report['ir_vs_f64']:.3g}, |TF - f64| {report['tf_vs_f64']:.3g}")
+
+
+def test_reference_on_another_openblas_core_keeps_the_gate(docker, gates, monkeypatch):
+    """OPENBLAS_CORETYPE reaches the freeze image and takes effect: the float64 reference computed with
+    Prescott's (SSE3) BLAS kernels still passes the right IR."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
+    stage_command(docker, TARGET, "freeze", ["reference"], gates["artifacts"])
+    with np.load(str(gates["layout"].check_dir / "tf_reference.npz")) as data:
+        engine = json.loads(str(data["engine"]))
+    assert engine["numpy_openblas"] == "Prescott" and engine["tensorflow"].startswith("mkl-dnn sgemm"), engine
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    stage_command(docker, TARGET, "convert", ["check"], gates["artifacts"])
+    assert json.loads((gates["layout"].check_dir / "report.json").read_text())["passed"] is True
 
 
 @pytest.mark.parametrize("fault, reason", [("weight", GATE_LINE), ("features", r"features \|numpy - TF ops\| [0-9.e+-]+ > 0\.0001")])
