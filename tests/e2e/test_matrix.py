@@ -1,4 +1,4 @@
-"""`invoke matrix --jobs 2` on a small cell set: OpenVINO 2022.3 LTS and TensorFlow 1.15.2, n_hidden 64.
+"""`invoke matrix --jobs 2` on a small cell set: OpenVINO 2022.3 LTS, TensorFlow 1.15.2 and the 0.9.3 release, n_hidden 64.
 
 The full matrix (every target in targets.toml's `matrix`) stays a task: docs/matrix.md.
 """
@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.helpers import invoke
 
-CELLS = ("synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")
+CELLS = ("synthetic-small-ov2022.3", "synthetic-small-tf1.15.2", "synthetic-small-0.9.3")
 
 
 @pytest.fixture(scope="module")
