@@ -1,4 +1,5 @@
-"""`invoke matrix --jobs 2` on a small cell set: OpenVINO 2022.3 LTS, TensorFlow 1.15.2 and the 0.9.3 release, n_hidden 64.
+"""`invoke matrix --jobs 2` on a small cell set: OpenVINO 2022.3 LTS, TensorFlow 1.15.2, the 0.9.3 release and
+Coqui STT 1.4.0's exporter, n_hidden 64.
 
 The full matrix (every target in targets.toml's `matrix`) stays a task: docs/matrix.md.
 """
@@ -10,7 +11,7 @@ import pytest
 
 from tests.e2e.helpers import invoke
 
-CELLS = ("synthetic-small-ov2022.3", "synthetic-small-tf1.15.2", "synthetic-small-0.9.3")
+CELLS = ("synthetic-small-ov2022.3", "synthetic-small-tf1.15.2", "synthetic-small-0.9.3", "coqui-stt-small")
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,8 @@ def test_cells_report_the_swapped_versions(matrix):
     assert cells["synthetic-small-ov2022.3"]["versions"]["convert python"] == "3.10"
     assert cells["synthetic-small-tf1.15.2"]["versions"]["tensorflow"] == "1.15.2"
     assert cells["synthetic-small-tf1.15.2"]["versions"]["openvino"] == "2024.6.0"
+    assert cells["coqui-stt-small"]["exporter"] == "coqui-stt"
+    assert cells["coqui-stt-small"]["versions"]["coqui-stt-training"] == "1.4.0"
 
 
 def test_the_table_is_printed_and_written(matrix):
