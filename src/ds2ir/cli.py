@@ -18,7 +18,7 @@ import numpy as np
 
 from ds2ir import atomic, bench
 from ds2ir.config import CONTAINER_ARTIFACTS, INFERENCE_PRECISIONS, Alphabet, Architecture, ArtifactLayout, Target, load_target
-from ds2ir.errors import Ds2irError, VerificationError
+from ds2ir.errors import Ds2irError, MissingInputError, VerificationError
 from ds2ir.runner import Runner
 
 REFERENCE_FILE = "tf_reference.npz"
@@ -141,13 +141,34 @@ def inspect_graph(target: Target, layout: ArtifactLayout, args: argparse.Namespa
 
 
 def inspect_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
-    """Print the IR's inputs and outputs with shapes as JSON; --compile also compiles it for CPU (convert image)."""
-    from ds2ir.ov_runtime import compile_on_cpu, describe
+    """Print the IR's inputs and outputs with shapes as JSON; --compile also compiles it for CPU (convert image).
+
+    --match-tf also streams the check's windows through the IR in this image's runtime and
+    compares them with the TF reference (without touching the check's report): how the load
+    matrix shows that an IR computes the same in a runtime it was not made for.
+    """
+    from ds2ir.ov_runtime import OVStreamingModel, compile_on_cpu, describe
+    from ds2ir.verify import compare, stream, tolerance_for, within, worst
 
     described: Dict[str, object] = dict(describe(layout.ir_xml))
-    if args.compile:
+    if args.compile or args.match_tf:
         described["compiled"] = compile_on_cpu(layout.ir_xml)
+    if args.match_tf:
+        if not (layout.check_dir / REFERENCE_FILE).is_file():
+            raise MissingInputError(f"The TF reference {layout.check_dir / REFERENCE_FILE} does not exist; run the reference "
+                                    f"stage first ('invoke build --target {target.name}').")
+        with np.load(str(layout.check_dir / REFERENCE_FILE)) as data:
+            saved = {key: data[key] for key in data.files}
+        outputs = stream(OVStreamingModel(layout.ir_xml, precision="f32"), saved["windows"], saved["state_c"], saved["state_h"])
+        report = compare({k[3:]: v for k, v in saved.items() if k.startswith("tf_")}, outputs)
+        tolerance = tolerance_for(target.ir_precision, "f32", target.weight_compression)
+        max_scaled = worst(report)
+        described["vs_tf"] = {"max_abs": max(entry["max_abs"] for entry in report.values()), "max_scaled": max_scaled,
+                              "tolerance": tolerance, "passed": within(max_scaled, tolerance)}
     print(json.dumps(described, sort_keys=True))
+    if args.match_tf and not described["vs_tf"]["passed"]:  # type: ignore[index]
+        raise VerificationError(f"The IR of {target.name} compiles in OpenVINO {described['compiled']} but differs from "
+                                f"the TensorFlow graph there by {max_scaled:.3g} (max |Δ| / max(1, |TF|), tolerance {tolerance}).")
 
 
 def verify_tf(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
@@ -389,6 +410,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
             sub.add_argument("--repeat", type=int, default=5, help="timed passes over the utterance (default: %(default)s)")
         if name == "inspect-ir":
             sub.add_argument("--compile", action="store_true", help="also compile the IR for CPU, as an application loads it")
+            sub.add_argument("--match-tf", action="store_true",
+                             help="also compile it and compare its outputs with the TF reference in this runtime")
         if name == "check-pbmm":
             sub.add_argument("--audio", type=Path, required=True, help="WAV file for the native client")
         if name == "transcribe":

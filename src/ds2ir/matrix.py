@@ -103,7 +103,11 @@ def _read_records(cell: Cell, layout: ArtifactLayout, docker: Docker) -> None:
 
 def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Docker, artifacts: Path,
                 project: Path) -> Dict[str, Dict[str, str]]:
-    """runtime image -> IR's target -> "ok" or why it fails: each built IR compiled in each convert image."""
+    """runtime image -> IR's target -> "ok" or why it fails: each built IR compiled in each convert image.
+
+    "ok" means it compiled for CPU and streamed the check's windows within the target's
+    tolerance of the TF reference in that runtime ("ok, max |Δ| X" when the image reports it).
+    """
     with_ir = [cell.target for cell in cells if ArtifactLayout(artifacts, cell.target).ir_xml.is_file()]
     runtimes: Dict[str, ImageSpec] = {}
     for cell in cells:
@@ -115,12 +119,19 @@ def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Do
         loads[name] = {}
         for target in with_ir:
             try:
-                docker.run_stage(step="inspect-ir", image=image, args=["inspect-ir", "--compile", "--target", target],
-                                 artifacts=artifacts, targets=targets_file(), capture=True, platform=spec.platform)
-                loads[name][target] = "ok"
+                printed = docker.run_stage(step="inspect-ir", image=image, args=["inspect-ir", "--match-tf", "--target", target],
+                                           artifacts=artifacts, targets=targets_file(), capture=True, platform=spec.platform)
+                loads[name][target] = "ok" + _delta(printed)
             except Ds2irError as exc:
                 loads[name][target] = _failure_line(str(exc))
     return loads
+
+
+def _delta(printed: str) -> str:
+    """", max |Δ| 1.7e-06" from inspect-ir --match-tf's JSON line, or nothing when it has none."""
+    lines = [line for line in printed.splitlines() if line.startswith("{")]
+    vs_tf = json.loads(lines[-1]).get("vs_tf") if lines else None
+    return f", max |Δ| {vs_tf['max_abs']:.2g}" if vs_tf else ""
 
 
 def _failure_line(message: str) -> str:

@@ -133,7 +133,7 @@ def test_every_ir_is_loaded_in_every_convert_image(tmp_path):
                              "synthetic-small-ov2022.3": "ok"},
         "convert-ov2024.6": {"synthetic-small": "ok", "synthetic-small-ov2022.3": "ok"},
     }
-    assert ["ds2ir/convert-ov2024.6:tag", "inspect-ir", "--compile", "--target", "synthetic-small-ov2022.3"] in docker.runs
+    assert ["ds2ir/convert-ov2024.6:tag", "inspect-ir", "--match-tf", "--target", "synthetic-small-ov2022.3"] in docker.runs
     markdown = (tmp_path / "matrix" / "matrix.md").read_text()
     assert "| IR of \\ runtime | convert-ov2022.3 | convert-ov2024.6 |" in markdown
 
@@ -166,3 +166,17 @@ def test_jobs_build_cells_side_by_side_each_into_its_own_log_with_one_line_each_
         assert [line for line in terminal if line.startswith(f"[matrix] {name}:")] == [
             f"[matrix] {name}: building (log: {tmp_path / 'matrix' / 'logs' / (name + '.log')})",
             next(line for line in terminal if line.startswith(f"[matrix] {name}: pass in "))]
+
+
+class ReportingDocker(FakeDocker):
+    """inspect-ir --match-tf prints its comparison with the TF reference as the last JSON line."""
+
+    def run_stage(self, *, step: str, image: str, args: List[str], **kwargs: object) -> str:
+        super().run_stage(step=step, image=image, args=args, **kwargs)
+        return 'log line\n{"compiled": "2026.4.1", "vs_tf": {"max_abs": 1.67e-06, "passed": true}}\n'
+
+
+def test_a_load_shows_how_close_the_ir_stays_to_tf_in_that_runtime(tmp_path):
+    result = _run(tmp_path, {"synthetic-small-ov2026.4": {}}, ReportingDocker())
+    assert result["loads"] == {"convert-ov2026.4": {"synthetic-small-ov2026.4": "ok, max |Δ| 1.7e-06"}}
+    assert "| synthetic-small-ov2026.4 | ok, max \\|Δ\\| 1.7e-06 |" in (tmp_path / "matrix" / "matrix.md").read_text()
