@@ -549,7 +549,7 @@ class Builder:
         if (scorer or beam_width) and "ds-ctcdecoder==" not in (self.project / spec.lock).read_text():
             raise DecoderError(f"Beam search needs ds_ctcdecoder, but target '{self.target.name}' transcribes in image "
                                f"'{spec.name}', whose lock {spec.lock} does not install it. Set the target's app_image "
-                               f"in targets.toml to an image that does (app-ov2024.6), or drop --scorer/--beam-width.")
+                               f"in targets.toml to an image that does (app-ov2025.3), or drop --scorer/--beam-width.")
         if scorer:
             scorers.inspect(scorer)
         self.build()

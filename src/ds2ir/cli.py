@@ -259,7 +259,7 @@ def transcribe(target: Target, layout: ArtifactLayout, args: argparse.Namespace)
 
     from ds2ir.decode import beam_search, check_options, greedy
     from ds2ir.features import windows_for_file
-    from ds2ir.ov_runtime import OVStreamingModel
+    from ds2ir.ov_runtime import OVStreamingModel, openvino_version
     from ds2ir.verify import stream, utterance_logits
 
     check_options(scorer=args.scorer, beam_width=args.beam_width, lm_alpha=args.lm_alpha, lm_beta=args.lm_beta)
@@ -287,7 +287,7 @@ def transcribe(target: Target, layout: ArtifactLayout, args: argparse.Namespace)
     print(json.dumps({"transcript": text, "audio_seconds": round(audio_seconds, 3), "seconds": round(seconds, 4),
                       "real_time_factor": round(seconds / audio_seconds, 5), "decode_seconds": round(finished - decoding, 4),
                       "device": args.device, "precision": args.precision, "windows": int(len(windows.windows)),
-                      **decoder}))
+                      "openvino": openvino_version(), **decoder}))
 
 
 def check_pbmm(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:

@@ -45,8 +45,9 @@ CHECKPOINT_KINDS = ("release", "synthetic", "trained", "pbmm", "checkout")
 #: who writes output_graph.pb: ds2ir's own TF1 graph (graph.py), Coqui STT's training package,
 #: or DeepSpeech's own DeepSpeech.py from the release's source archive (upstream.py)
 EXPORTERS = ("builtin", "coqui-stt", "deepspeech")
-#: how a convert image makes the IR: Model Optimizer's CLI, or OpenVINO's TF frontend (no TensorFlow)
-CONVERTERS = ("mo", "tf-frontend")
+#: how a convert image makes the IR: Model Optimizer's CLI, or OpenVINO's TF frontend (no TensorFlow),
+#: or OpenVINO's public converters, the ovc command line and openvino.convert_model (2023.1+, no TensorFlow)
+CONVERTERS = ("mo", "tf-frontend", "ovc", "convert-model")
 IR_PRECISIONS = ("FP32", "FP16")
 LSTM_VARIANTS = ("fused", "hoisted")
 WEIGHT_COMPRESSIONS = ("none", "int8")
@@ -494,6 +495,7 @@ class TargetsFile:
             data = candidate.fingerprint()
             for key in ("name", "description") + VARIANT_KEYS:
                 data.pop(key)
+            data["application_image"] = candidate.application_image.name  # another app image: a swap, not a variant
             return data
 
         wanted = essence(target)

@@ -14,6 +14,7 @@ root and print the message; ``--debug`` shows the traceback as well.
     ├── ModelFileError         a .pbmm or .pb is malformed, or is the other of the two
     ├── AudioError             an audio file cannot be turned into features
     ├── DecoderError           beam search cannot run: no ds_ctcdecoder, or not a usable scorer
+    ├── ConverterError         the convert image's OpenVINO lacks what the target's converter needs
     ├── VerificationError      the IR does not compute what the TF graph computes
     ├── ReproducibilityError   a rebuild is not bit-identical to the locked hashes
     ├── FetchError             an asset cannot be downloaded, imported or taken from the cache
@@ -40,6 +41,7 @@ __all__ = [
     "CommandTimeoutError",
     "ConfigError",
     "ContainerError",
+    "ConverterError",
     "DecoderError",
     "DockerUnavailableError",
     "Ds2irError",
@@ -126,6 +128,10 @@ class AudioError(Ds2irError):
 
 class DecoderError(Ds2irError):
     """The CTC beam-search decoder is not in the image, or a scorer file is not a usable DeepSpeech scorer."""
+
+
+class ConverterError(Ds2irError):
+    """The convert image's OpenVINO cannot do what the target's converter needs."""
 
 
 class VerificationError(Ds2irError):

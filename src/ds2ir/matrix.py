@@ -111,8 +111,10 @@ def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Do
     with_ir = [cell.target for cell in cells if ArtifactLayout(artifacts, cell.target).ir_xml.is_file()]
     runtimes: Dict[str, ImageSpec] = {}
     for cell in cells:
-        if "convert" in cell.image_tags:
-            runtimes.setdefault(targets[cell.target].convert_image.name, targets[cell.target].convert_image)
+        spec = targets[cell.target].convert_image
+        # images with the same lock hold the same runtime (e.g. one per converter): load in the first only
+        if "convert" in cell.image_tags and all(other.lock != spec.lock for other in runtimes.values()):
+            runtimes[spec.name] = spec
     loads: Dict[str, Dict[str, str]] = {}
     for name, spec in sorted(runtimes.items()):
         image = docker.ensure_stage_image(spec, project)

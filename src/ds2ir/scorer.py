@@ -286,7 +286,7 @@ def ctcdecoder():  # type: ignore[no-untyped-def]
     except ImportError:
         raise DecoderError(
             "Beam search needs ds_ctcdecoder (DeepSpeech's CTC decoder), which this image lacks. Point the target's "
-            "app_image in targets.toml at an image that installs it (app-ov2024.6), or transcribe greedily "
+            "app_image in targets.toml at an image that installs it (app-ov2025.3), or transcribe greedily "
             "(no --scorer, no --beam-width)."
         ) from None
     return ds_ctcdecoder

@@ -20,8 +20,16 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_targets_transcribe_in_the_app_image_with_the_decoder():
     target = load_target("ldc93s1-smoke-int8")
-    assert target.application_image.name == "app-ov2024.6" and target.application_image.stage == "app"
-    assert "ds-ctcdecoder==0.9.3" in (config.project_root() / target.application_image.lock).read_text()
+    assert target.application_image.name == "app-ov2025.3" and target.application_image.stage == "app"
+    lock = (config.project_root() / target.application_image.lock).read_text()
+    assert "ds-ctcdecoder==0.9.3" in lock and "openvino==2025.3.0" in lock and "numpy==1.26.4" in lock
+
+
+def test_the_2024_6_application_image_stays_a_target():
+    target = load_target("synthetic-small-app-ov2024.6")
+    assert target.application_image.name == "app-ov2024.6" and target.application_image.python == "3.9"
+    assert "openvino==2024.6.0" in (config.project_root() / target.application_image.lock).read_text()
+    assert load_target("deepspeech-0.8.2-app-ov2024.6").application_image.name == "app-ov2024.6"
 
 
 def test_without_app_image_the_convert_image_runs_the_ir(tmp_path):

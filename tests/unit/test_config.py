@@ -181,7 +181,7 @@ def test_ir_inputs_and_outputs_are_the_mo_cut():
     ('\n[targets.x]\nextends = "synthetic-0.8.2"\nexporter = "tflite"\n', "targets.x.exporter"),
     ('\n[images.x]\nstage = "freeze"\ndockerfile = "D"\nbase_image = "b"\npython = "3.7"\nlock = "l.txt"\nconverter = "mo"\n',
      "images.x.converter"),
-    ('\n[images.x]\nstage = "convert"\ndockerfile = "D"\nbase_image = "b"\npython = "3.7"\nlock = "l.txt"\nconverter = "ovc"\n',
+    ('\n[images.x]\nstage = "convert"\ndockerfile = "D"\nbase_image = "b"\npython = "3.7"\nlock = "l.txt"\nconverter = "onnx"\n',
      "images.x.converter"),
     ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\ncheckpoint = "release"\n', "targets.x.checkpoint"),
     ('\n[targets.x]\nextends = "coqui-stt-1.4.0"\nlstm = "hoisted"\n', "targets.x.lstm"),

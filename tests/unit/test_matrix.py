@@ -180,3 +180,11 @@ def test_a_load_shows_how_close_the_ir_stays_to_tf_in_that_runtime(tmp_path):
     result = _run(tmp_path, {"synthetic-small-ov2026.4": {}}, ReportingDocker())
     assert result["loads"] == {"convert-ov2026.4": {"synthetic-small-ov2026.4": "ok, max |Δ| 1.7e-06"}}
     assert "| synthetic-small-ov2026.4 | ok, max \\|Δ\\| 1.7e-06 |" in (tmp_path / "matrix" / "matrix.md").read_text()
+
+
+def test_images_that_share_a_lock_are_one_runtime_of_the_load_matrix(tmp_path):
+    docker = FakeDocker()
+    result = _run(tmp_path, {"synthetic-small-ov2026.4": {}, "synthetic-small-ovc": {}, "synthetic-small-convert-model": {}}, docker)
+    assert list(result["loads"]) == ["convert-ov2026.4"]
+    assert sorted(result["loads"]["convert-ov2026.4"]) == ["synthetic-small-convert-model", "synthetic-small-ov2026.4",
+                                                           "synthetic-small-ovc"]

@@ -158,7 +158,7 @@ def no_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_beam_search_without_ds_ctcdecoder_says_which_image_has_it(no_decoder: None, package: Path) -> None:
     probs = np.full((4, ALPHABET.n_classes), 1.0 / ALPHABET.n_classes, np.float32)
-    with pytest.raises(DecoderError, match="app_image .*app-ov2024.6"):
+    with pytest.raises(DecoderError, match="app_image .*app-ov2025.3"):
         decode.beam_search(probs, ALPHABET, beam_width=8)
     with pytest.raises(DecoderError, match="lacks"):
         scorer.load(package, ALPHABET)
