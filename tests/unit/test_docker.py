@@ -119,4 +119,4 @@ def test_doctor_names_the_images_an_arm64_engine_would_emulate() -> None:
     assert native.ok and native.detail == "linux/amd64: every image runs natively"
     emulated = doctor._platforms(Docker(RecordingRunner("linux/arm64")), targets)  # type: ignore[arg-type]
     assert not emulated.ok and not emulated.blocks  # a warning: emulation works where QEMU is installed
-    assert "runs linux/arm64" in emulated.detail and "linux/amd64: app-ov2024.6, convert-ov2022.3" in emulated.detail
+    assert "runs linux/arm64" in emulated.detail and "linux/amd64: app-ov2024.6, app-ov2025.3, convert-ov2022.3" in emulated.detail
