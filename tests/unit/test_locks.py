@@ -167,3 +167,22 @@ def test_two_images_sharing_a_lock_must_agree(tmp_path):
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"images\.convert-ov2024\.6\.lock"):
         locks.locks(TargetsFile.load(path))
+
+
+def test_the_next_openvino_release_is_an_image_entry_a_pins_file_and_invoke_lock(tmp_path):
+    """docs/targets.md, "Adding the next OpenVINO release": the entry and the .in file are all `invoke lock` needs."""
+    project = tmp_path / "checkout"
+    shutil.copytree(PROJECT / "locks", project / "locks")
+    shutil.copy(PROJECT / "pyproject.toml", project / "pyproject.toml")
+    (project / "locks" / "convert-ov2027.0.in").write_text("openvino==2027.0.0\nmatplotlib==3.9.2\nsetuptools\n")
+    (project / "targets.toml").write_text((PROJECT / "targets.toml").read_text() + (
+        '\n[images."convert-ov2027.0"]\nstage = "convert"\ndockerfile = "Dockerfile.convert"\n'
+        'base_image = "python:3.11-slim"\npython = "3.11"\nlock = "locks/convert-ov2027.0.txt"\nconverter = "tf-frontend"\n'
+        '\n[targets."synthetic-0.8.2-ov2027.0"]\nextends = "synthetic-0.8.2"\nconvert_image = "convert-ov2027.0"\n'))
+    targets = TargetsFile.load(project / "targets.toml")
+    assert targets.target("synthetic-0.8.2-ov2027.0").convert_image.lock == "locks/convert-ov2027.0.txt"
+    said: List[str] = []
+    written = locks.compile_locks(Runner(dry_run=True, say=said.append), project, targets)
+    assert "locks/convert-ov2027.0.txt" in written
+    command = next(line for line in said if "--output-file locks/convert-ov2027.0.txt" in line)
+    assert "--python-version 3.11" in command and command.endswith("pyproject.toml locks/convert-ov2027.0.in")
