@@ -1,4 +1,4 @@
-"""Today's OpenVINO (2026.4.1, 2025.3.0) at n_hidden 64: the public converters (ovc, openvino.convert_model),
+"""Today's OpenVINO (2026.4.1, 2025.3.0) at n_hidden 64: the TF frontend without TensorFlow, the public converters (ovc, openvino.convert_model),
 int8 with the current NNCF, and the application image on a current runtime, 2024.6 kept as a target."""
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import pytest
 
 from ds2ir.config import ArtifactLayout, project_root
+from ds2ir.manifest import LOCK_FILE_NAME
 from tests.e2e.helpers import invoke, last_json, stage_command
 
-CELLS = ("synthetic-small-ovc", "synthetic-small-convert-model", "synthetic-small-int8-ov2026.4")
+CELLS = ("synthetic-small-ovc", "synthetic-small-convert-model", "synthetic-small-int8-ov2026.4", "synthetic-small-ov2026.4")
 WAV = project_root() / "data" / "LDC93S1.wav"
 
 
@@ -66,3 +67,14 @@ def test_transcribe_runs_on_a_current_runtime_and_2024_6_stays_a_target(matrix):
     assert reports["synthetic-small"]["openvino"].startswith("2025.3.0")
     assert reports["synthetic-small-app-ov2024.6"]["openvino"].startswith("2024.6.0")
     assert reports["synthetic-small"]["transcript"] == reports["synthetic-small-app-ov2024.6"]["transcript"]
+
+
+def test_todays_tf_frontend_gives_mo_2024_6s_weights(matrix):
+    """No mo after 2024.6: 2026.4.1's TF frontend, without TensorFlow, writes the .bin mo 2024.6 wrote
+    for synthetic-small (outputs.lock.json)."""
+    _, result = matrix
+    cell = next(cell for cell in result["cells"] if cell["target"] == "synthetic-small-ov2026.4")
+    assert cell["passed"] and cell["converter"] == "tf-frontend" and cell["versions"]["openvino"] == "2026.4.1"
+    locked = json.loads((project_root() / LOCK_FILE_NAME).read_text())["synthetic-small"]
+    assert cell["hashes"]["ir/output_graph.bin"] == locked["ir/output_graph.bin"]
+    assert cell["hashes"]["frozen/output_graph.pb"] == locked["frozen/output_graph.pb"]
