@@ -105,8 +105,8 @@ def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Do
                 project: Path) -> Dict[str, Dict[str, str]]:
     """runtime image -> IR's target -> "ok" or why it fails: each built IR compiled in each convert image.
 
-    "ok" means it compiled for CPU and streamed the check's windows within the target's
-    tolerance of the TF reference in that runtime ("ok, max |Δ| X" when the image reports it).
+    "ok" means it compiled for CPU and its outputs on the check's windows passed the check's float64 gate
+    in that runtime ("ok, max |Δ| X" with the largest |IR - TF| when the image reports it).
     """
     with_ir = [cell.target for cell in cells if ArtifactLayout(artifacts, cell.target).ir_xml.is_file()]
     runtimes: Dict[str, ImageSpec] = {}
