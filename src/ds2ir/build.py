@@ -308,16 +308,23 @@ class Builder:
     def release_scorer(self) -> Path:
         """The release's scorer (``--scorer release``): fetched into the cache on the host, with a progress bar
         (953 MB for 0.8.2), and verified against assets.lock.toml on every use."""
+        return self._release_asset(self.target.release.scorer_url, "scorer", "scorer_url",
+                                   f"'--scorer release' for target '{self.target.name}'",
+                                   "pass a scorer file you have with --scorer PATH")
+
+    def _release_asset(self, url: Optional[str], what: str, key: str, needed_by: str, alternative: str) -> Path:
+        """A file of the target's release (its scorer, its .pbmm), fetched into the cache and verified;
+        the errors say what needed it and how to do without it."""
         release = self.target.release
-        if release.scorer_url is None:
-            raise MissingInputError(f"Target '{self.target.name}' is of release '{release.name}', which names no scorer "
-                                    f"(scorer_url in targets.toml); pass a scorer file with --scorer PATH.")
+        if url is None:
+            raise MissingInputError(f"{needed_by} needs the {what} of release '{release.name}', which names no {what} "
+                                    f"({key} in targets.toml); {alternative}.")
         try:
-            return fetch.fetch(release.scorer_url, lock_path=fetch.default_lock_path(), offline=self.offline,
+            return fetch.fetch(url, lock_path=fetch.default_lock_path(), offline=self.offline,
                                trust_on_first_use=self.trust_on_first_use)
         except FetchError as exc:
-            raise FetchError(f"--scorer release needs the DeepSpeech {release.name} scorer {release.scorer_url}. {exc} "
-                             f"Alternatively pass a scorer file you have with --scorer PATH.") from None
+            raise FetchError(f"{needed_by} needs the DeepSpeech {release.name} {what} {url}. {exc} "
+                             f"Alternatively {alternative}.") from exc
 
     def _require_model(self) -> None:
         """"pbmm" targets: the user's --model, else the one already there, else the release's .pbmm (fetched,
@@ -334,17 +341,8 @@ class Builder:
         self.say(f"[{self.target.name}] model: {source} -> {destination}")
 
     def _fetch_model(self) -> Path:
-        release = self.target.release
-        alternative = f"pass a .pbmm you have: 'invoke build --target {self.target.name} --model PATH.pbmm'"
-        if release.model_url is None:
-            raise MissingInputError(f"Target '{self.target.name}' builds from a memory-mapped model, and release "
-                                    f"'{release.name}' names none (model_url in targets.toml); {alternative}.")
-        try:
-            return fetch.fetch(release.model_url, lock_path=fetch.default_lock_path(), offline=self.offline,
-                               trust_on_first_use=self.trust_on_first_use)
-        except FetchError as exc:
-            raise FetchError(f"Target '{self.target.name}' needs the DeepSpeech {release.name} model "
-                             f"{release.model_url}. {exc} Alternatively {alternative}.") from None
+        return self._release_asset(self.target.release.model_url, "model", "model_url", f"Target '{self.target.name}'",
+                                   f"pass a .pbmm you have: 'invoke build --target {self.target.name} --model PATH.pbmm'")
 
     def _copy_from_checkout(self, sources: Dict[str, str], directory: Path, *, keys: str) -> None:
         """Make ``directory`` hold exactly the checkout files ``sources`` (name -> path from the project root)."""

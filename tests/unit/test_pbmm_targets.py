@@ -75,7 +75,7 @@ def test_scorer_release_is_fetched_into_the_cache_verified_and_a_tampered_one_is
 
     path = builder(good).release_scorer()
     assert path.read_bytes() == body and tmp_path / "cache" in path.parents
-    with pytest.raises(FetchError, match="--scorer release needs the DeepSpeech t scorer .*its sha256 is .*discarded"):
+    with pytest.raises(FetchError, match="'--scorer release' for target .* needs the DeepSpeech t scorer .*its sha256 is .*discarded"):
         builder(bad).release_scorer()
     assert sorted(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file()
                   and not p.name.endswith(".lock")) == [body]
