@@ -313,7 +313,7 @@ def test_failing_stage_is_one_container_error_with_its_log_tail(tmp_path, debug)
     text = result.stdout
     assert "ds2ir: error: Step 'freeze' failed with exit code 2." in text
     assert re.search(r"\n  image: ds2ir/freeze-tf1\.15\.5:[0-9a-f]{12}\n", text)
-    assert re.search(r"\n  command: docker run --rm --name ds2ir-freeze-\S+ .* freeze --target junk-small\n", text)
+    assert re.search(r"\n  command: docker run --rm --platform linux/amd64 --name ds2ir-freeze-\S+ .* freeze --target junk-small\n", text)
     assert "\n  last lines of its output:\n    ds2ir: error: " in text  # the container's own message
     assert ("Traceback" in text and "ds2ir.errors.ContainerError" in text) == debug
     assert not ArtifactLayout(artifacts, "junk-small").frozen_dir.exists()
