@@ -361,12 +361,16 @@ def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = N
              input_: Optional[list] = None, log: Optional[str] = None, lint_only: bool = False, debug: bool = False) -> None:
     """Lint the GitHub workflows, then run one with act on a clean clone of HEAD, offline (docs/ci.md)."""
     with user_errors(debug):
+        malformed = [item for item in input_ or [] if "=" not in item]
+        if malformed:
+            raise ConfigError(f"--input takes NAME=VALUE, got {', '.join(repr(item) for item in malformed)}; "
+                              f"e.g. --input \"targets=synthetic-small synthetic-small-tf1.15.2\".")
+        inputs = dict(item.partition("=")[::2] for item in input_ or [])
         runner = Runner()
         for path in ci.lint(PROJECT, runner):
             print(f"valid: {path.relative_to(PROJECT)}")
         if lint_only:
             return
-        inputs = dict(item.partition("=")[::2] for item in input_ or [])
         log_path = Path(log) if log else ARTIFACTS / ci.CI_DIR / f"{Path(workflow).stem}.log"
         ci.run_job(PROJECT, str(ci.WORKFLOWS_DIR / workflow), log_path, runner, event=event, job=job, inputs=inputs)
         print(f"act: {workflow} ({event}{', job ' + job if job else ''}) succeeded; its log is {log_path}")

@@ -106,3 +106,12 @@ def test_gather_refuses_a_directory_without_a_record(tmp_path: Path) -> None:
     with pytest.raises(MissingInputError, match="No matrix records"):
         matrix.gather([], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_input_without_a_value_is_refused_before_anything_runs() -> None:
+    from tests.e2e.helpers import invoke
+
+    result = invoke("ci-local", "--workflow", "matrix.yml", "--input", "targets", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stdout
+    assert "ds2ir: error: --input takes NAME=VALUE, got 'targets'" in result.stdout
+    assert "check-jsonschema" not in result.stdout  # refused before the lint or act ran
