@@ -50,3 +50,21 @@ def pinned_assets_environment(directory: Path, targets_text: str, assets: Dict[s
     lock = directory / "assets.lock.toml"
     write_lock(lock, {url: LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest()) for url, body in assets.items()})
     return {config.TARGETS_ENV: str(targets), "DS2IR_ASSETS_LOCK": str(lock), "DS2IR_CACHE": str(directory / "cache")}
+
+
+def served_release_targets(target: str, checkpoint: str, **asset_urls: str) -> str:
+    """The checkout's targets plus a release "test" (n_hidden 64) whose assets are at ``asset_urls``
+    (``checkpoint_url``, ``model_url``) and ``target``, synthetic-small built from it with ``checkpoint``."""
+    first = next(iter(asset_urls.values()))
+    urls = "".join(f'{key} = "{url}"\n' for key, url in asset_urls.items())
+    return (PROJECT / "targets.toml").read_text() + f"""
+[releases."test"]
+graph_version = 6
+{urls}source_url = "{first}.source"
+n_hidden = 64
+
+[targets."{target}"]
+extends = "synthetic-small"
+release = "test"
+checkpoint = "{checkpoint}"
+"""

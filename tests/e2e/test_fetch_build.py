@@ -6,7 +6,7 @@ import shutil
 from ds2ir.config import ArtifactLayout
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests._support.tarballs import release_tarball
-from tests.e2e.helpers import PROJECT, invoke, pinned_assets_environment
+from tests.e2e.helpers import PROJECT, invoke, pinned_assets_environment, served_release_targets
 
 ASSET = "/releases/v0.0-test/deepspeech-test-checkpoint.tar.gz"
 
@@ -21,18 +21,8 @@ def test_release_target_is_fetched_verified_and_built(tmp_path, asset_server):  
     body = tarball.read_bytes()
     url = asset_server.add(ASSET, body)
 
-    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text() + f"""
-[releases."test"]
-graph_version = 6
-checkpoint_url = "{url}"
-source_url = "{url}.source"
-n_hidden = 64
-
-[targets."fetched-small"]
-extends = "synthetic-small"
-release = "test"
-checkpoint = "release"
-""", {url: body})
+    env = pinned_assets_environment(tmp_path, served_release_targets("fetched-small", "release", checkpoint_url=url),
+                                    {url: body})
     artifacts = tmp_path / "artifacts"
 
     invoke("build", "--target", "fetched-small", "--artifacts", str(artifacts), env=env)

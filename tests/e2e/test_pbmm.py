@@ -17,7 +17,7 @@ from ds2ir.config import ArtifactLayout
 from ds2ir.fetch import LockEntry, read_lock, write_lock
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests._support.tarballs import release_tarball
-from tests.e2e.helpers import PROJECT, invoke, last_json, pinned_assets_environment, stage_command
+from tests.e2e.helpers import PROJECT, invoke, last_json, pinned_assets_environment, served_release_targets, stage_command
 
 SENTENCE = "she had your dark suit in greasy wash water all year"
 
@@ -59,18 +59,7 @@ def test_pbmm_target_is_fetched_verified_unpacked_and_built_and_bad_model_files_
     locked = json.loads((PROJECT / "outputs.lock.json").read_text())["synthetic-small"]
     assert hashlib.sha256(body).hexdigest() == locked["frozen/output_graph.pbmm"]
     url = asset_server.add(ASSET, body)
-    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text() + f"""
-[releases."test"]
-graph_version = 6
-model_url = "{url}"
-source_url = "{url}.source"
-n_hidden = 64
-
-[targets."served-pbmm"]
-extends = "synthetic-small"
-release = "test"
-checkpoint = "pbmm"
-""", {url: body})
+    env = pinned_assets_environment(tmp_path, served_release_targets("served-pbmm", "pbmm", model_url=url), {url: body})
     artifacts = tmp_path / "artifacts"
     invoke("build", "--target", "served-pbmm", "--artifacts", str(artifacts), env=env)
     layout = ArtifactLayout(artifacts, "served-pbmm")
@@ -103,19 +92,9 @@ def _agreement_environment(tmp_path: Path, asset_server, checkpoint: bytes, mode
     name = tmp_path.name
     checkpoint_url = asset_server.add(f"/{name}{CHECKPOINT_ASSET}", checkpoint)
     model_url = asset_server.add(f"/{name}{ASSET}", model)
-    env = pinned_assets_environment(tmp_path, (PROJECT / "targets.toml").read_text() + f"""
-[releases."test"]
-graph_version = 6
-checkpoint_url = "{checkpoint_url}"
-model_url = "{model_url}"
-source_url = "{checkpoint_url}.source"
-n_hidden = 64
-
-[targets."agreed-small"]
-extends = "synthetic-small"
-release = "test"
-checkpoint = "release"
-""", {model_url: model})
+    env = pinned_assets_environment(
+        tmp_path, served_release_targets("agreed-small", "release", checkpoint_url=checkpoint_url, model_url=model_url),
+        {model_url: model})
     lock = Path(env["DS2IR_ASSETS_LOCK"])
     entries = read_lock(lock)
     entries[checkpoint_url] = LockEntry()  # no digest: only the model file's is known
