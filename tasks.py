@@ -11,9 +11,15 @@ from typing import Iterator, List, Optional
 
 from invoke import Context, Exit, task
 
-from ds2ir import baseimages, build as builds, ci, config, doctor as doctors, fetch, manifest, locks, matrix as matrices, mutation
-from ds2ir.docker import Docker, compose_environment, write_env_file
 from ds2ir.errors import ConfigError, Ds2irError
+from ds2ir.host import baseimages, ci, fetch, locks, manifest, mutation
+from ds2ir.host import build as builds
+from ds2ir.host import doctor as doctors
+from ds2ir.host import matrix as matrices
+from ds2ir.host.docker import Docker, compose_environment, write_env_file
+from ds2ir.host.project import targets_file
+from ds2ir.model.targets import Target
+from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner, quote
 
 PROJECT = Path(__file__).resolve().parent
@@ -53,15 +59,15 @@ def user_errors(debug: bool) -> Iterator[None]:
 def _builder(target: Optional[str], artifacts: Optional[str], force: bool = False, dry_run: bool = False,
              offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> builds.Builder:
     docker = Docker.from_environment(Runner(dry_run=dry_run))
-    return builds.Builder(config.load_target(target, project=PROJECT), project=PROJECT,
+    return builds.Builder(load_target(targets_file(), target, project=PROJECT), project=PROJECT,
                           artifacts=Path(artifacts or ARTIFACTS).resolve(), docker=docker, force=force,
                           offline=offline, trust_on_first_use=trust_on_first_use,
                           model=Path(model).resolve() if model else None)
 
 
-def _variants_of(target: config.Target) -> List[config.Target]:
+def _variants_of(target: Target) -> List[Target]:
     """The other variants of a target in targets.toml (docs/variants.md)."""
-    return config.TargetsFile.load(project=PROJECT).variants_of(target)
+    return TargetsFile.load(targets_file(), project=PROJECT).variants_of(target)
 
 
 def _build(target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool, until: str,
@@ -172,7 +178,7 @@ def package_scorer(c: Context, lm: str, vocabulary: str, output: str, target: Op
 
     Plain Python, so it runs here on the host: ds2ir's own `package-scorer` command, in-process.
     """
-    from ds2ir import cli
+    from ds2ir.stages import cli
 
     argv = ["--debug"] if debug else []
     argv += ["package-scorer", "--artifacts", str(Path(artifacts or ARTIFACTS).resolve()), "--lm", str(Path(lm).resolve()),
@@ -180,7 +186,7 @@ def package_scorer(c: Context, lm: str, vocabulary: str, output: str, target: Op
     argv += ["--target", target] if target else []
     argv += ["--default-alpha", default_alpha] if default_alpha is not None else []
     argv += ["--default-beta", default_beta] if default_beta is not None else []
-    cli.main(argv)
+    cli.main(argv, targets=targets_file())
 
 
 @task(help={**_help("target", "artifacts", "debug"),
@@ -190,7 +196,7 @@ def package_scorer(c: Context, lm: str, vocabulary: str, output: str, target: Op
 def bench(c: Context, target: Optional[str] = None, audio: Optional[str] = None, repeat: int = 5, cold: bool = False,
           artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Time the IR and its variants, TensorFlow 1 and 2 and the native client against the memory-bandwidth bound; time builds."""
-    from ds2ir.bench import Bench
+    from ds2ir.host.bench import Bench
 
     with user_errors(debug):
         builder = _builder(target, artifacts)
@@ -212,8 +218,8 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
         if import_:
             print(fetch.import_file(Path(import_), url, lock_path=lock, trust_on_first_use=trust_on_first_use))
             return
-        release = config.load_target(target).release
-        weights = release.model_url if config.load_target(target).checkpoint == "pbmm" else release.checkpoint_url
+        release = load_target(targets_file(), target).release
+        weights = release.model_url if load_target(targets_file(), target).checkpoint == "pbmm" else release.checkpoint_url
         for asset in [url for url in (weights, release.source_url if source else None) if url]:
             print(fetch.fetch(asset, lock_path=lock, offline=offline, trust_on_first_use=trust_on_first_use))
 
@@ -242,7 +248,7 @@ def clean(c: Context, target: Optional[list] = None, artifacts: Optional[str] = 
     """Remove the target directories ds2ir built under artifacts/, nothing else (images stay; `docker image prune` removes those)."""
     with user_errors(False):
         root = Path(artifacts or ARTIFACTS).resolve()
-        removed = builds.clean(root, target or [], known=config.TargetsFile.load().names)
+        removed = builds.clean(root, target or [], known=TargetsFile.load(targets_file()).names)
         for path in removed:
             print(f"removed {path}")
         if not removed:
@@ -262,7 +268,7 @@ def base_images(c: Context, python_root: Optional[str] = None, mirror: Optional[
     with user_errors(debug):
         docker = Docker.from_environment(Runner())
         docker.preflight()
-        targets = config.TargetsFile.load()
+        targets = TargetsFile.load(targets_file())
         public = [image.base_image for image in targets.images.values()]
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ds2ir" / "base-images"
         built = baseimages.build_offline_base_images(
@@ -278,7 +284,7 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
     with user_errors(debug):
         docker = Docker.from_environment(Runner())
         docker.preflight()
-        chosen = config.load_target(target, project=PROJECT)
+        chosen = load_target(targets_file(), target, project=PROJECT)
         public = (chosen.freeze_image.base_image, chosen.convert_image.base_image)
         env = compose_environment(chosen, {image: docker.resolve_base_image(image) for image in public})
         env.update(DS2IR_UID=str(os.getuid()), DS2IR_GID=str(os.getgid()))
@@ -295,7 +301,7 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
 def compose_env(c: Context, debug: bool = False) -> None:
     """Regenerate .env (what plain `docker compose up` reads) from targets.toml's default target."""
     with user_errors(debug):
-        write_env_file(PROJECT / ".env", config.load_target())
+        write_env_file(PROJECT / ".env", load_target(targets_file()))
         print(f"wrote {PROJECT / '.env'}")
 
 
@@ -308,7 +314,7 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
            list_: bool = False, format_: str = "text", check: bool = False, jobs: int = 1, debug: bool = False) -> None:
     """Build a set of targets, then tabulate versions, image sizes, times, IR hashes, IR-vs-TF error and IR loads."""
     with user_errors(debug):
-        chosen = config.TargetsFile.load(project=PROJECT)
+        chosen = TargetsFile.load(targets_file(), project=PROJECT)
         cells = [chosen.target(name) for name in (targets or chosen.matrix)]
         if list_:
             if format_ not in ("text", "github"):
@@ -346,7 +352,7 @@ def matrix_gather(c: Context, cells: Optional[list] = None, artifacts: Optional[
 def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
     """Compile the hashed locks (locks/*.txt) of the images and the host with uv, from locks/*.in and pyproject.toml."""
     with user_errors(debug):
-        for path in locks.compile_locks(Runner(), PROJECT, config.TargetsFile.load(), upgrade=upgrade):
+        for path in locks.compile_locks(Runner(), PROJECT, TargetsFile.load(targets_file()), upgrade=upgrade):
             print(f"wrote {path}")
 
 
@@ -386,7 +392,7 @@ def test(c: Context, unit: bool = False, k: Optional[str] = None, coverage: bool
     if not coverage:
         c.run(quote(args), pty=False)
         return
-    from ds2ir import testcoverage
+    from ds2ir.host import testcoverage
 
     directory = PROJECT / ".coverage-run"
     with user_errors(False):
@@ -400,7 +406,7 @@ def test(c: Context, unit: bool = False, k: Optional[str] = None, coverage: bool
 @task(help={
     "module": f"a module to mutate (repeatable; default: all of {', '.join(mutation.GATE_MODULES)})",
     "tests": "a test file or directory that judges the mutants (repeatable; default: each module's fast unit tests)",
-    "only": "run only the mutants matching this name pattern, e.g. 'ds2ir.verify.x_within*' (repeatable)"},
+    "only": "run only the mutants matching this name pattern, e.g. 'ds2ir.model.verify.x_within*' (repeatable)"},
       iterable=["module", "tests", "only"])
 def mutate(c: Context, module: Optional[list] = None, tests: Optional[list] = None, only: Optional[list] = None) -> None:
     """Mutation testing (mutmut) of the modules that gate correctness and safety; prints the score and survivors."""

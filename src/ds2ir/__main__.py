@@ -1,3 +1,3 @@
-from ds2ir.cli import main
+from ds2ir.stages.cli import main
 
 main()

@@ -30,7 +30,9 @@ root and print the message; ``--debug`` shows the traceback as well.
 from __future__ import annotations
 
 import errno
-from typing import Optional, Sequence
+import shlex
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
 
 __all__ = [
     "ArchiveError",
@@ -56,6 +58,12 @@ __all__ = [
     "UnsafeArchiveError",
     "VerificationError",
 ]
+
+
+
+def quote(argv: Iterable[Union[str, Path]]) -> str:
+    """Shell-quoted form of an argument list, for logs and error messages."""
+    return " ".join(shlex.quote(str(a)) for a in argv)
 
 
 class Ds2irError(Exception):
@@ -153,8 +161,6 @@ class CommandError(Ds2irError):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        from ds2ir.runner import quote
-
         tail = self.log_tail.rstrip() or "(no output)"
         return (
             f"Step '{self.step}' failed with exit code {self.exit_code}.\n"

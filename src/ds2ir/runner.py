@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import collections
 import os
-import shlex
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import IO, Callable, Mapping, Optional, Sequence, Union
 
-from ds2ir.errors import CommandError, CommandTimeoutError, MissingInputError
+from ds2ir.errors import CommandError, CommandTimeoutError, MissingInputError, quote
 
 StrPath = Union[str, Path]
 LOG_TAIL_LINES = 40
 
-
-def quote(argv: Iterable[StrPath]) -> str:
-    """Shell-quoted form of an argument list, for logs and error messages."""
-    return " ".join(shlex.quote(str(a)) for a in argv)
 
 
 class Runner:

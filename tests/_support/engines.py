@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import subprocess
 
-from ds2ir.docker import Docker
+from ds2ir.host.docker import Docker
 
 
 def copy_image(source: Docker, destination: Docker, tag: str) -> None:

@@ -1,6 +1,6 @@
 """Small frozen GraphDefs and .pbmm files written byte by byte, for tests without TensorFlow.
 
-The encoding is written here independently of ds2ir.pbmm, so a test compares the module
+The encoding is written here independently of ds2ir.model.pbmm, so a test compares the module
 against a second implementation of the same protobuf fields, not against itself.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ds2ir.config import Alphabet
+from ds2ir.model.architecture import Alphabet
 from tests._support.tarballs import make_tar
 
 ROOT = "DeepSpeech-0.8.2"
@@ -67,8 +67,8 @@ def run_script():
     if not Path("data/alphabet.txt").is_file():
         sys.exit("data/alphabet.txt is not in the working directory " + os.getcwd())
 
-    from ds2ir.config import Alphabet, Architecture
-    from ds2ir.freeze import freeze
+    from ds2ir.model.architecture import Alphabet, Architecture
+    from ds2ir.stages.freeze.freeze import freeze
 
     arch = Architecture(n_hidden=flags.n_hidden, n_steps=flags.n_steps, relu_clip=flags.relu_clip,
                         sample_rate=flags.audio_sample_rate, feature_win_len_ms=flags.feature_win_len,

@@ -7,7 +7,7 @@ from typing import Dict
 
 import pytest
 
-from ds2ir.docker import Docker
+from ds2ir.host.docker import Docker
 from ds2ir.runner import Runner
 from tests.e2e.helpers import PROJECT, invoke
 from tests.e2e.workspace import GIVEN_SMALL, Workspace, write_checkpoint

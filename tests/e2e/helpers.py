@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ds2ir import config
-from ds2ir.config import load_target, targets_file
-from ds2ir.docker import Docker
-from ds2ir.fetch import LockEntry, write_lock
+from ds2ir.host.docker import Docker
+from ds2ir.host.fetch import LockEntry, write_lock
+from ds2ir.host.project import targets_file
+from ds2ir.model.layout import TARGETS_ENV
+from ds2ir.model.targets_file import load_target
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +32,7 @@ def invoke(*args: str, env: Optional[Dict[str, str]] = None, check: bool = True)
 
 def stage_command(docker: Docker, target_name: str, stage: str, args: List[str], artifacts: Path) -> str:
     """Run a ds2ir command in the target's real stage image; return its stdout."""
-    target = load_target(target_name)
+    target = load_target(targets_file(), target_name)
     spec = target.freeze_image if stage == "freeze" else target.convert_image
     image = docker.ensure_stage_image(spec, PROJECT)
     return docker.run_stage(step=args[0], image=image, args=[*args, "--target", target_name],
@@ -49,7 +50,7 @@ def pinned_assets_environment(directory: Path, targets_text: str, assets: Dict[s
     targets.write_text(targets_text)
     lock = directory / "assets.lock.toml"
     write_lock(lock, {url: LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest()) for url, body in assets.items()})
-    return {config.TARGETS_ENV: str(targets), "DS2IR_ASSETS_LOCK": str(lock), "DS2IR_CACHE": str(directory / "cache")}
+    return {TARGETS_ENV: str(targets), "DS2IR_ASSETS_LOCK": str(lock), "DS2IR_CACHE": str(directory / "cache")}
 
 
 def served_release_targets(target: str, checkpoint: str, **asset_urls: str) -> str:

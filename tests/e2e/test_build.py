@@ -7,11 +7,13 @@ import time
 
 import numpy as np
 
-from ds2ir import config
-from ds2ir.config import ArtifactLayout
+from ds2ir.host.project import targets_file
+from ds2ir.model.architecture import LSTM_SCOPE
+from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
+from ds2ir.model.targets_file import load_target
 from tests.e2e.helpers import PROJECT, invoke, last_json, stage_command
 
-LSTM = config.LSTM_SCOPE
+LSTM = LSTM_SCOPE
 SEED_GRAPH_NODES = {
     "input_node": "Placeholder", "input_lengths": "Placeholder",
     "previous_state_c": "Placeholder", "previous_state_h": "Placeholder",
@@ -98,14 +100,16 @@ def test_checkpoint_missing_a_variable_fails_clearly_and_writes_nothing(docker, 
                        + '\n[targets.broken-small]\nextends = "synthetic-small"\ncheckpoint = "release"\n')
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    env = {config.TARGETS_ENV: str(targets)}
+    env = {TARGETS_ENV: str(targets)}
     script = (
-        "from ds2ir import checkpoint, config; t = config.load_target('broken-small'); "
+        "import os; from pathlib import Path; from ds2ir.stages.freeze import checkpoint; "
+        "from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout; from ds2ir.model.targets_file import load_target; "
+        "t = load_target(Path(os.environ['DS2IR_TARGETS']), 'broken-small'); "
         "v = checkpoint.synthetic_variables(t.architecture, t.alphabet, 1); del v['layer_2/bias']; "
-        "checkpoint.save(config.ArtifactLayout(config.CONTAINER_ARTIFACTS, t.name).checkpoint_dir, v, "
+        "checkpoint.save(ArtifactLayout(CONTAINER_ARTIFACTS, t.name).checkpoint_dir, v, "
         "alphabet=t.alphabet, arch=t.architecture)"
     )
-    image = docker.ensure_stage_image(config.load_target("synthetic-small").freeze_image, PROJECT)
+    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
     docker.runner.run(["docker", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
                        "-v", f"{artifacts}:/artifacts", "-v", f"{targets}:/etc/ds2ir/targets.toml:ro",
                        "--entrypoint", "python", image, "-c", script], step="write broken checkpoint")

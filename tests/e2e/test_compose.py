@@ -7,8 +7,10 @@ import subprocess
 
 import pytest
 
-from ds2ir.config import ArtifactLayout, load_target
-from ds2ir.docker import compose_environment
+from ds2ir.host.docker import compose_environment
+from ds2ir.host.project import targets_file
+from ds2ir.model.layout import ArtifactLayout
+from ds2ir.model.targets_file import load_target
 from tests.e2e.helpers import PROJECT
 
 COMPOSE_COMMANDS = {"v1": ["docker-compose"], "v2": ["docker", "compose"]}
@@ -19,7 +21,7 @@ def test_compose_up_freezes_and_converts(docker, tmp_path, version):
     command = COMPOSE_COMMANDS[version]
     if subprocess.run(command + ["version"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
         pytest.skip(f"compose {version} ({' '.join(command)}) is not installed on this host")
-    target = load_target("synthetic-small")
+    target = load_target(targets_file(), "synthetic-small")
     bases = {spec.base_image: docker.resolve_base_image(spec.base_image) for spec in (target.freeze_image, target.convert_image)}
     env = dict(os.environ, **compose_environment(target, bases), DS2IR_ARTIFACTS=str(tmp_path),
                DS2IR_UID=str(os.getuid()), DS2IR_GID=str(os.getgid()))
@@ -39,6 +41,6 @@ def test_compose_up_freezes_and_converts(docker, tmp_path, version):
 
 
 def test_committed_env_file_matches_targets():
-    from ds2ir.docker import render_env_file
+    from ds2ir.host.docker import render_env_file
 
-    assert (PROJECT / ".env").read_text() == render_env_file(load_target())
+    assert (PROJECT / ".env").read_text() == render_env_file(load_target(targets_file()))

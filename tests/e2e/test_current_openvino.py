@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from ds2ir.config import ArtifactLayout, project_root
-from ds2ir.manifest import LOCK_FILE_NAME
+from ds2ir.host.manifest import LOCK_FILE_NAME
+from ds2ir.host.project import project_root
+from ds2ir.model.layout import ArtifactLayout
 from tests.e2e.helpers import invoke, last_json, stage_command
 
 CELLS = ("synthetic-small-ovc", "synthetic-small-convert-model", "synthetic-small-int8-ov2026.4", "synthetic-small-ov2026.4")

@@ -18,9 +18,9 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from ds2ir import atomic, config
-from ds2ir.config import ArtifactLayout
-from ds2ir.docker import ARTIFACTS_LABEL
+from ds2ir import atomic
+from ds2ir.host.docker import ARTIFACTS_LABEL
+from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
 from tests._support.faults import fill, kill, kill_group, remount_read_only, tmpfs, tree_digests, wait_for
 from tests.e2e.helpers import PROJECT, invoke
 
@@ -203,7 +203,7 @@ def test_base_image_that_cannot_be_pulled_offline_fails_before_any_work(tmp_path
     targets = tmp_path / "targets.toml"
     targets.write_text((PROJECT / "targets.toml").read_text() + NOWHERE_IMAGE)
     result = invoke("build", "--target", "nowhere-small", "--artifacts", str(tmp_path / "a"),
-                    env={config.TARGETS_ENV: str(targets)}, check=False)
+                    env={TARGETS_ENV: str(targets)}, check=False)
     assert_clean_error(
         result, "The base image ds2ir-test-nowhere/python:3.7-slim of image 'freeze-nowhere' "
                 f"({targets}: [images.\"freeze-nowhere\"].base_image) is not on this host, has no offline stand-in",
@@ -225,7 +225,7 @@ def test_doctor_lists_every_blocking_problem_at_once(tmp_path):
     targets.write_text((PROJECT / "targets.toml").read_text() + NOWHERE_IMAGE)
     with tmpfs(tmp_path / "small", "4m") as disk:
         remount_read_only(disk)
-        result = invoke("doctor", "--artifacts", str(disk / "artifacts"), env={config.TARGETS_ENV: str(targets)},
+        result = invoke("doctor", "--artifacts", str(disk / "artifacts"), env={TARGETS_ENV: str(targets)},
                         check=False)
     assert result.returncode == 1 and "Traceback" not in result.stdout, result.stdout
     assert "[  ok] container engine: client 'docker', daemon at unix:///var/run/docker.sock: version " in result.stdout
@@ -308,7 +308,7 @@ def test_failing_stage_is_one_container_error_with_its_log_tail(tmp_path, debug)
     checkpoint.mkdir(parents=True)
     (checkpoint / "checkpoint").write_text("not a checkpoint\n")
     result = invoke("build", "--target", "junk-small", "--artifacts", str(artifacts), *(["--debug"] if debug else []),
-                    env={config.TARGETS_ENV: str(targets)}, check=False)
+                    env={TARGETS_ENV: str(targets)}, check=False)
     assert result.returncode == 2
     text = result.stdout
     assert "ds2ir: error: Step 'freeze' failed with exit code 2." in text
@@ -328,7 +328,7 @@ def test_stage_past_its_time_limit_is_stopped_and_leaves_nothing_half_written(tm
                        + '\n[targets."slow-small"]\nextends = "synthetic-small"\nstage_time_limit = 1\n')
     artifacts = tmp_path / "artifacts"
     result = invoke("build", "--target", "slow-small", "--artifacts", str(artifacts),
-                    env={config.TARGETS_ENV: str(targets)}, check=False)
+                    env={TARGETS_ENV: str(targets)}, check=False)
     assert_clean_error(result, "[slow-small] checkpoint: running (never built)",
                        "ds2ir: error: Step 'make-checkpoint' did not finish within 1 s and was stopped. Its container "
                        "was stopped and removed", f"raise stage_time_limit ({targets}: [targets.\"slow-small\"])")

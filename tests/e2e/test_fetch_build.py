@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 
-from ds2ir.config import ArtifactLayout
+from ds2ir.model.layout import ArtifactLayout
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests._support.tarballs import release_tarball
 from tests.e2e.helpers import PROJECT, invoke, pinned_assets_environment, served_release_targets

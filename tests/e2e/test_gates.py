@@ -1,7 +1,7 @@
 """Every fidelity gate seen failing on a model that is really wrong, and passing a right one on each
 instruction set this CPU has (OpenVINO's kernels limited with ONEDNN_MAX_CPU_ISA).
 
-The faults are real: DS2IR_INJECT_FAULT (ds2ir.fault_injection) makes the stage containers run the IR
+The faults are real: DS2IR_INJECT_FAULT (ds2ir.model.fault_injection) makes the stage containers run the IR
 with a weight 1% off, without a bias, or with its state outputs swapped, or makes verify's numpy
 features 1% off TF's audio ops. synthetic-small keeps it fast.
 """
@@ -13,9 +13,10 @@ import re
 import numpy as np
 import pytest
 
-from ds2ir.config import ArtifactLayout, recordings_dir
 from ds2ir.errors import ContainerError
-from ds2ir.fault_injection import ENV
+from ds2ir.host.project import recordings_dir
+from ds2ir.model.fault_injection import ENV
+from ds2ir.model.layout import ArtifactLayout
 from tests.e2e.helpers import invoke, stage_command
 
 TARGET = "synthetic-small"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ds2ir.docker import Docker
+from ds2ir.host.docker import Docker
 
 
 def test_artifacts_path_with_colon_comma_and_quote_is_mounted_as_given(docker: Docker, tmp_path: Path) -> None:

@@ -12,12 +12,19 @@ from typing import Dict
 
 import pytest
 
-from ds2ir import pbmm
-from ds2ir.config import ArtifactLayout
-from ds2ir.fetch import LockEntry, read_lock, write_lock
+from ds2ir.host.fetch import LockEntry, read_lock, write_lock
+from ds2ir.model import pbmm
+from ds2ir.model.layout import ArtifactLayout
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests._support.tarballs import release_tarball
-from tests.e2e.helpers import PROJECT, invoke, last_json, pinned_assets_environment, served_release_targets, stage_command
+from tests.e2e.helpers import (
+    PROJECT,
+    invoke,
+    last_json,
+    pinned_assets_environment,
+    served_release_targets,
+    stage_command,
+)
 
 SENTENCE = "she had your dark suit in greasy wash water all year"
 

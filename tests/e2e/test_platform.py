@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir.docker import Docker
 from ds2ir.errors import ContainerError
+from ds2ir.host.docker import Docker
 
 
 def test_a_stage_run_for_a_platform_the_engine_cannot_run_fails_instead_of_running_natively(docker: Docker, tmp_path: Path) -> None:

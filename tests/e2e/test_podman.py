@@ -5,8 +5,9 @@ import shutil
 
 import pytest
 
-from ds2ir.config import load_target
-from ds2ir.docker import Docker
+from ds2ir.host.docker import Docker
+from ds2ir.host.project import targets_file
+from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
 from tests._support.engines import copy_image
 from tests.e2e.helpers import PROJECT, invoke
@@ -21,7 +22,7 @@ def podman(docker: Docker) -> Docker:
         pytest.fail("podman is not installed ('scripts/bootstrap' installs it): these tests must run in CI")
     engine = Docker(Runner(echo_output=False), executable="podman")
     engine.preflight()
-    target = load_target("synthetic-small")
+    target = load_target(targets_file(), "synthetic-small")
     for spec in (target.freeze_image, target.convert_image):
         copy_image(docker, engine, docker.ensure_stage_image(spec, PROJECT))
     return engine

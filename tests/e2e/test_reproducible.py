@@ -5,9 +5,10 @@ import hashlib
 
 import pytest
 
-from ds2ir import config
-from ds2ir.config import ArtifactLayout, load_target, targets_file
 from ds2ir.errors import ContainerError
+from ds2ir.host.project import targets_file
+from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
+from ds2ir.model.targets_file import load_target
 from tests.e2e.helpers import PROJECT, invoke
 
 
@@ -34,7 +35,7 @@ def test_changed_weights_fail_the_check_naming_the_files(tmp_path):
     assert 'n_hidden = 64\n' in text
     targets.write_text(text.replace('n_hidden = 64\n', 'n_hidden = 64\nseed = 7\n', 1))
     result = invoke("build", "--target", "synthetic-small", "--check", "--artifacts", str(tmp_path / "a"),
-                    env={config.TARGETS_ENV: str(targets)}, check=False)
+                    env={TARGETS_ENV: str(targets)}, check=False)
     assert result.returncode != 0 and "not bit-identical" in result.stdout
     assert "ir/output_graph.bin: expected" in result.stdout and "frozen/output_graph.pb: expected" in result.stdout
     assert "Traceback" not in result.stdout
@@ -45,7 +46,7 @@ def test_changed_weights_fail_the_check_naming_the_files(tmp_path):
     ("151.101.0.223", "OSError: [Errno 101] Network is unreachable"),  # no route, even to an address
 ])
 def test_stage_containers_have_no_network(docker, tmp_path, host, refusal):
-    image = docker.ensure_stage_image(load_target("synthetic-small").freeze_image, PROJECT)
+    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
     probe = f"import socket; socket.create_connection(({host!r}, 443), timeout=5)"
     with pytest.raises(ContainerError) as excinfo:
         docker.run_stage(step="network probe", image=image, args=["-c", probe], artifacts=tmp_path,

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from ds2ir.config import ArtifactLayout, project_root, recordings_dir
-from ds2ir.decode import cer
+from ds2ir.host.project import project_root, recordings_dir
+from ds2ir.model.decode import cer
+from ds2ir.model.layout import ArtifactLayout
 from tests.e2e.helpers import invoke
 
 SENTENCE = "she had your dark suit in greasy wash water all year"

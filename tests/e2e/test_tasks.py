@@ -15,12 +15,14 @@ import sys
 
 import pytest
 
-from ds2ir.config import CONTAINER_ARTIFACTS, ArtifactLayout, TargetsFile, load_target, recordings_dir, targets_file
-from ds2ir.build import TARGET_MARK
-from ds2ir.convert import STAGING, mo_command
 from ds2ir.errors import ContainerError
-from ds2ir.manifest import output_files
-from ds2ir.verify import tolerance_for
+from ds2ir.host.build import TARGET_MARK
+from ds2ir.host.manifest import output_files
+from ds2ir.host.project import recordings_dir, targets_file
+from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
+from ds2ir.model.targets_file import TargetsFile, load_target
+from ds2ir.model.verify import tolerance_for
+from ds2ir.stages.convert import STAGING, mo_command
 from tests.e2e.helpers import PROJECT, invoke, last_json
 from tests.e2e.workspace import STAGES, TARGET, checkout_copy, ran
 
@@ -91,7 +93,7 @@ def test_dry_run_from_nothing_writes_nothing(tmp_path):
 
 
 def test_the_checkpoint_mount_refuses_writes(docker, space):
-    image = docker.ensure_stage_image(load_target("synthetic-small").freeze_image, PROJECT)
+    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
     probe = f"open('/artifacts/{TARGET}/checkpoint/best_dev-1.index', 'ab').write(b'x')"
     with pytest.raises(ContainerError) as excinfo:
         docker.run_stage(step="write probe", image=image, args=["-c", probe], artifacts=space.artifacts,
@@ -124,7 +126,7 @@ def test_clean_removes_the_named_target_then_all(space):
 
 def test_images_task_prints_the_content_tags(docker):
     output = invoke("images", "--target", "synthetic-small").stdout
-    target = load_target("synthetic-small")
+    target = load_target(targets_file(), "synthetic-small")
     for spec in (target.freeze_image, target.convert_image):
         tag = docker.stage_image_tag(spec, docker.resolve_base_image(spec.base_image), PROJECT)
         assert f"{spec.stage}: {tag}\n" in output and docker.image_id(tag)
@@ -133,7 +135,7 @@ def test_images_task_prints_the_content_tags(docker):
 def test_base_images_if_missing_names_an_image_here_for_every_base(docker):
     output = invoke("base-images", "--if-missing").stdout
     named = [line for line in output.splitlines() if line and not line.startswith(("$", "offline base image", "base image"))]
-    publics = sorted({spec.base_image for spec in TargetsFile.load().images.values()})
+    publics = sorted({spec.base_image for spec in TargetsFile.load(targets_file()).images.values()})
     assert len(named) == len(publics), output
     assert all(docker.image_id(name) for name in named), named
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-
-from ds2ir.config import load_target, targets_file
-from ds2ir.docker import Docker
+from ds2ir.host.docker import Docker
+from ds2ir.host.project import targets_file
+from ds2ir.model.targets_file import load_target
 from tests.e2e.helpers import PROJECT, last_json
 
 LDC93S1_TEXT = "she had your dark suit in greasy wash water all year"
 
 
 def in_freeze_image(docker: Docker, artifacts: Path, script: str) -> dict:
-    image = docker.ensure_stage_image(load_target("synthetic-small").freeze_image, PROJECT)
+    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
     output = docker.run_stage(step="tensorflow check", image=image, args=["-c", textwrap.dedent(script)],
                               artifacts=artifacts, targets=targets_file(), read_only={PROJECT / "data": "/data"},
                               capture=True, entrypoint="python")
@@ -30,9 +30,10 @@ def test_numpy_features_match_tensorflow_ops(docker, tmp_path):
         import json, warnings
         warnings.simplefilter("ignore")
         import numpy as np
-        from ds2ir import features, tf_features
-        from ds2ir.audio import read_wav
-        from ds2ir.config import Architecture
+        from ds2ir.model import features
+        from ds2ir.stages import tf_features
+        from ds2ir.model.audio import read_wav
+        from ds2ir.model.architecture import Architecture
         arch = Architecture()
         rng = np.random.RandomState(1)
         n = np.arange(arch.sample_rate // 5)
@@ -59,8 +60,8 @@ def test_a_short_training_run_lowers_the_loss_and_writes_the_exported_variables(
         warnings.simplefilter("ignore")
         from pathlib import Path
         import tensorflow.compat.v1 as tf
-        from ds2ir import checkpoint, train
-        from ds2ir.config import Alphabet, Architecture
+        from ds2ir.stages.freeze import checkpoint, train
+        from ds2ir.model.architecture import Alphabet, Architecture, model_variables
         arch, alphabet = Architecture(n_hidden=8), Alphabet.default()
         directory = Path("/artifacts/ckpt")
         result = train.train_checkpoint(directory, wav=Path("/data/LDC93S1.wav"),
@@ -71,7 +72,7 @@ def test_a_short_training_run_lowers_the_loss_and_writes_the_exported_variables(
         print(json.dumps({
             "target": result.target, "epochs": result.epochs, "loss": result.loss, "initial_loss": result.initial_loss,
             "prefix": prefix.name, "stored": {name: list(shape) for name, shape in tf.train.list_variables(str(prefix))},
-            "expected": {v.name: list(v.shape) for v in checkpoint.model_variables(arch, alphabet.n_classes)},
+            "expected": {v.name: list(v.shape) for v in model_variables(arch, alphabet.n_classes)},
             "global_step": int(tf.train.load_variable(str(prefix), "global_step")),
             "alphabet_round_trips": Alphabet.load(directory / "alphabet.txt") == alphabet,
         }))

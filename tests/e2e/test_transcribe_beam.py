@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from ds2ir.config import project_root
-from ds2ir.decode import cer
+from ds2ir.host.project import project_root
+from ds2ir.model.decode import cer
 from ds2ir.runner import Runner
 from tests._support import kenlm
 from tests.e2e.helpers import invoke

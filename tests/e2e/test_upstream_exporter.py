@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Dict, Tuple
 
-from ds2ir.config import ArtifactLayout
-from ds2ir.upstream import SOURCE_DIR
+from ds2ir.model.layout import ArtifactLayout
+from ds2ir.stages.freeze.upstream import SOURCE_DIR
 from tests._support.http_server import AssetServer, asset_server  # noqa: F401  (pytest fixture)
 from tests._support.upstream_source import RECORD, upstream_source_archive
 from tests.e2e.helpers import PROJECT, invoke, pinned_assets_environment

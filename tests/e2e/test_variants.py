@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from ds2ir.config import ArtifactLayout, recordings_dir
+from ds2ir.host.project import recordings_dir
+from ds2ir.model.layout import ArtifactLayout
 from tests.e2e.helpers import invoke, last_json, stage_command
 
 

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from ds2ir.config import ArtifactLayout, recordings_dir
+from ds2ir.host.project import recordings_dir
+from ds2ir.model.layout import ArtifactLayout
 from tests.e2e.helpers import invoke
 
 RECORDINGS = ["LDC93S1.wav", "LDC93S1_pcms16le_1_8000.wav", "LDC93S1_pcms16le_2_44100.wav"]

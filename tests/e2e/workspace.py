@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import List
 from unittest import mock
 
-from ds2ir import config
-from ds2ir.config import ArtifactLayout
+from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
 from tests.e2e.helpers import PROJECT, invoke, stage_command
 
 TARGET = "given-small"
@@ -33,7 +32,7 @@ def ran(output: str, target: str = TARGET) -> List[str]:
 
 def write_checkpoint(docker, targets: Path, artifacts: Path) -> None:
     """The target's seeded weights in the release layout, written by the freeze image (make-checkpoint)."""
-    with mock.patch.dict(os.environ, {config.TARGETS_ENV: str(targets)}):
+    with mock.patch.dict(os.environ, {TARGETS_ENV: str(targets)}):
         stage_command(docker, TARGET, "freeze", ["make-checkpoint"], artifacts)
 
 
@@ -60,7 +59,7 @@ class Workspace:
 
     def invoke(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """An invoke task of our checkout (the real one unless a copy was made) with our targets file."""
-        env = {config.TARGETS_ENV: str(self.targets)}
+        env = {TARGETS_ENV: str(self.targets)}
         if self.project == PROJECT:
             return invoke(*args, env=env, check=check)
         env["PYTHONPATH"] = str(self.project / "src")

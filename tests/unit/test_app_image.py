@@ -5,31 +5,32 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import build, config
-from ds2ir.config import TargetsFile, load_target
-from ds2ir.docker import Docker
 from ds2ir.errors import ConfigError, DecoderError, MissingInputError
+from ds2ir.host import build
+from ds2ir.host.docker import Docker
+from ds2ir.host.project import project_root, targets_file
+from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner
 
 
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "targets.toml"
-    path.write_text((config.project_root() / "targets.toml").read_text() + text)
+    path.write_text((project_root() / "targets.toml").read_text() + text)
     return path
 
 
 def test_targets_transcribe_in_the_app_image_with_the_decoder():
-    target = load_target("ldc93s1-smoke-int8")
+    target = load_target(targets_file(), "ldc93s1-smoke-int8")
     assert target.application_image.name == "app-ov2025.3" and target.application_image.stage == "app"
-    lock = (config.project_root() / target.application_image.lock).read_text()
+    lock = (project_root() / target.application_image.lock).read_text()
     assert "ds-ctcdecoder==0.9.3" in lock and "openvino==2025.3.0" in lock and "numpy==1.26.4" in lock
 
 
 def test_the_2024_6_application_image_stays_a_target():
-    target = load_target("synthetic-small-app-ov2024.6")
+    target = load_target(targets_file(), "synthetic-small-app-ov2024.6")
     assert target.application_image.name == "app-ov2024.6" and target.application_image.python == "3.9"
-    assert "openvino==2024.6.0" in (config.project_root() / target.application_image.lock).read_text()
-    assert load_target("deepspeech-0.8.2-app-ov2024.6").application_image.name == "app-ov2024.6"
+    assert "openvino==2024.6.0" in (project_root() / target.application_image.lock).read_text()
+    assert load_target(targets_file(), "deepspeech-0.8.2-app-ov2024.6").application_image.name == "app-ov2024.6"
 
 
 def test_without_app_image_the_convert_image_runs_the_ir(tmp_path):
@@ -41,7 +42,7 @@ def test_without_app_image_the_convert_image_runs_the_ir(tmp_path):
 
 def test_the_app_image_is_no_build_input():
     """Changing the image that runs the finished IR must not make a build stale."""
-    target = load_target("synthetic-small")
+    target = load_target(targets_file(), "synthetic-small")
     assert "app_image" not in target.fingerprint()
 
 
@@ -64,7 +65,7 @@ def wav(tmp_path) -> Path:
 
 
 def _builder(target, tmp_path) -> build.Builder:
-    return build.Builder(target, project=config.project_root(), artifacts=tmp_path / "artifacts",
+    return build.Builder(target, project=project_root(), artifacts=tmp_path / "artifacts",
                          docker=Docker(Runner(dry_run=True, say=lambda message: None)))
 
 
@@ -77,7 +78,7 @@ def test_beam_search_in_an_image_without_the_decoder_fails_before_any_container(
 
 
 def test_scorer_and_options_are_checked_on_the_host(tmp_path, wav):
-    builder = _builder(load_target("ldc93s1-smoke"), tmp_path)
+    builder = _builder(load_target(targets_file(), "ldc93s1-smoke"), tmp_path)
     with pytest.raises(MissingInputError, match="does not exist"):
         builder.transcribe(wav, device="CPU", precision="f32", scorer=tmp_path / "none.scorer")
     with pytest.raises(DecoderError, match="is not a DeepSpeech scorer"):
@@ -90,7 +91,7 @@ def test_an_audio_path_that_is_not_a_file_is_refused_on_the_host(tmp_path, wav):
     from ds2ir.errors import AudioError
     from tests._support.fifo import fifo
 
-    builder = _builder(load_target("ldc93s1-smoke"), tmp_path)
+    builder = _builder(load_target(targets_file(), "ldc93s1-smoke"), tmp_path)
     with pytest.raises(MissingInputError, match="The audio file .* does not exist"):
         builder.transcribe(tmp_path / "absent.wav", device="CPU", precision="f32")
     with pytest.raises(AudioError, match="is a directory, not a regular file"):

@@ -1,4 +1,4 @@
-"""ds2ir.archive: safe, all-or-nothing extraction of release tarballs."""
+"""ds2ir.host.archive: safe, all-or-nothing extraction of release tarballs."""
 from __future__ import annotations
 
 import gzip
@@ -11,8 +11,8 @@ from typing import Dict, Sequence
 
 import pytest
 
-from ds2ir.archive import extract
 from ds2ir.errors import ArchiveError, UnsafeArchiveError
+from ds2ir.host.archive import extract
 from tests._support.tarballs import Member, make_tar, release_tarball
 
 ROOT = "deepspeech-0.8.2-checkpoint"

@@ -9,9 +9,9 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from ds2ir.audio import AudioConversionWarning, read_wav, resample
-from ds2ir.config import Architecture
 from ds2ir.errors import AudioError, MissingInputError
+from ds2ir.model.architecture import Architecture
+from ds2ir.model.audio import AudioConversionWarning, read_wav, resample
 from tests._support.fifo import fifo
 
 ARCH = Architecture()
@@ -190,7 +190,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
 def test_rates_without_a_common_divisor_use_a_bounded_kernel_table(monkeypatch: pytest.MonkeyPatch) -> None:
     """383999 -> 16000 Hz has 16000 distinct phases: output times are rounded to a grid of at most
     cutoff * RESAMPLE_PHASE_SCALE kernels instead (the time it took: docs/faults.md)."""
-    from ds2ir import audio
+    from ds2ir.model import audio
 
     rows = []
     kernels = audio._kernels

@@ -4,8 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds2ir import bench
-from ds2ir.config import Architecture, TargetsFile
+from ds2ir.model import bench
+from ds2ir.model.architecture import Architecture
+from ds2ir.model.targets_file import TargetsFile
+from ds2ir.stages.bench import time_stream
 
 RELEASE = Architecture()  # n_hidden 2048, 16 steps, 19 x 26 window
 N_CLASSES = 29
@@ -153,7 +155,7 @@ def test_time_stream_skips_a_warm_up_pass_and_carries_the_state():
             return super().step(window, state_c, state_h)
 
     windows = np.ones((3, 1, 2), np.float32)
-    timings = bench.time_stream(Recording(), windows, (1, 4), repeat=2, clock=Clock())
+    timings = time_stream(Recording(), windows, (1, 4), repeat=2, clock=Clock())
     assert timings.window_seconds == [1.0] * 6  # 2 timed passes x 3 windows, one clock tick each
     assert timings.pass_seconds == [3.0, 3.0]
     assert seen == [0.0, 1.0, 2.0] * 3  # every pass starts from zero, then carries

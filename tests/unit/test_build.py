@@ -7,8 +7,9 @@ from typing import Dict, Tuple
 
 import pytest
 
-from ds2ir import build, config
 from ds2ir.errors import ConfigError
+from ds2ir.host import build
+from ds2ir.model.layout import TARGETS_ENV
 from tests._support import fake_docker
 from tests.e2e.helpers import PROJECT, invoke
 
@@ -129,7 +130,7 @@ def test_a_target_name_that_leaves_the_artifacts_root_is_refused_before_anything
     stale.write_text("x")
     targets = tmp_path / "targets.toml"
     targets.write_text((PROJECT / "targets.toml").read_text() + '\n[targets."../victim"]\nextends = "synthetic-small"\n')
-    env = {config.TARGETS_ENV: str(targets), **fake_docker.install(tmp_path / "docker")}
+    env = {TARGETS_ENV: str(targets), **fake_docker.install(tmp_path / "docker")}
     before = _tree(world["root"])
     result = invoke("build", "--dry-run", "--target", "../victim", "--artifacts", str(world["artifacts"]), env=env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stdout
@@ -159,6 +160,7 @@ def test_dry_run_changes_nothing_on_disk_or_in_the_engine(tmp_path, target):
 
 
 def test_clean_keeps_exactly_the_root_directories_matrix_bench_and_ci_local_write() -> None:
-    from ds2ir import bench, ci, matrix
+    from ds2ir.host import ci, matrix
+    from ds2ir.model import bench
 
     assert set(build.ROOT_DIRECTORIES) == {matrix.MATRIX_DIR, bench.BENCH_DIR, ci.CI_DIR}

@@ -1,7 +1,7 @@
 import pytest
 
-from ds2ir.checkpoint import compare_variables, find_prefix
 from ds2ir.errors import MissingInputError
+from ds2ir.stages.freeze.checkpoint import compare_variables, find_prefix
 
 
 def _release_layout(directory, state_path):

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import ci, config, matrix
 from ds2ir.errors import CommandError, MissingInputError
+from ds2ir.host import ci, matrix
+from ds2ir.host.project import targets_file
+from ds2ir.model.targets_file import TargetsFile
 from ds2ir.runner import Runner
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -81,7 +83,7 @@ def cell_record(directory: Path, target: str, passed: bool, loads: dict) -> Path
 
 
 def test_the_job_matrix_has_one_cell_per_target() -> None:
-    targets = config.TargetsFile.load(project=PROJECT)
+    targets = TargetsFile.load(targets_file(), project=PROJECT)
     cells = json.loads(matrix.github_matrix([targets.target(name) for name in targets.matrix]))
     assert [cell["target"] for cell in cells["include"]] == list(targets.matrix)
 

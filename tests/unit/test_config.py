@@ -2,9 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import config
-from ds2ir.config import Alphabet, TargetsFile, load_target
 from ds2ir.errors import ConfigError
+from ds2ir.host.project import project_root, targets_file
+from ds2ir.model.architecture import Alphabet
+from ds2ir.model.layout import ArtifactLayout
+from ds2ir.model.targets_file import TargetsFile, load_target
+from ds2ir.stages.convert import mo_arguments
 
 SEED_INPUT = "input_lengths->[16],input_node[1 16 19 26],previous_state_h[1 2048],previous_state_c[1 2048]"
 SEED_OUTPUT = (
@@ -14,13 +17,13 @@ SEED_OUTPUT = (
 
 
 def test_mo_arguments_equal_the_seed_for_the_release_architecture():
-    args = load_target("synthetic-0.8.2").mo_arguments()
+    args = mo_arguments(load_target(targets_file(), "synthetic-0.8.2"))
     assert args[args.index("--input") + 1] == SEED_INPUT
     assert args[args.index("--output") + 1] == SEED_OUTPUT
 
 
 def test_mo_arguments_follow_the_architecture():
-    args = load_target("synthetic-small").mo_arguments()
+    args = mo_arguments(load_target(targets_file(), "synthetic-small"))
     assert args[args.index("--input") + 1] == (
         "input_lengths->[16],input_node[1 16 19 26],previous_state_h[1 64],previous_state_c[1 64]"
     )
@@ -29,12 +32,12 @@ def test_mo_arguments_follow_the_architecture():
 @pytest.mark.parametrize("name, flag", [("synthetic-0.8.2", "--compress_to_fp16=False"),
                                         ("synthetic-0.8.2-fp16", "--compress_to_fp16=True")])
 def test_ir_precision_sets_fp16_compression(name, flag):
-    arguments = load_target(name).mo_arguments()
+    arguments = mo_arguments(load_target(targets_file(), name))
     assert [a for a in arguments if a.startswith("--compress_to_fp16")] == [flag]
 
 
 def test_release_architecture():
-    target = load_target("deepspeech-0.8.2")
+    target = load_target(targets_file(), "deepspeech-0.8.2")
     arch = target.architecture
     assert (arch.n_steps, arch.n_input, arch.n_context, arch.n_hidden) == (16, 26, 9, 2048)
     assert arch.input_shape == (1, 16, 19, 26)
@@ -44,21 +47,21 @@ def test_release_architecture():
 
 
 def test_ldc93s1_smoke_builds_from_the_shipped_checkpoint_and_its_train_target_trains():
-    smoke, train = load_target("ldc93s1-smoke"), load_target("ldc93s1-smoke-train")
+    smoke, train = load_target(targets_file(), "ldc93s1-smoke"), load_target(targets_file(), "ldc93s1-smoke-train")
     assert (smoke.checkpoint, smoke.training) == ("checkout", None)
-    assert (config.project_root() / smoke.checkpoint_path / "best_dev-300.index").is_file()
+    assert (project_root() / smoke.checkpoint_path / "best_dev-300.index").is_file()
     assert train.checkpoint == "trained" and train.training.epochs == 300 and train.checkpoint_path is None
-    assert load_target("ldc93s1-smoke-fast").checkpoint_path == smoke.checkpoint_path
+    assert load_target(targets_file(), "ldc93s1-smoke-fast").checkpoint_path == smoke.checkpoint_path
 
 
 def test_extends_inherits_and_overrides():
-    small = load_target("synthetic-small")
+    small = load_target(targets_file(), "synthetic-small")
     assert small.checkpoint == "synthetic" and small.architecture.n_hidden == 64
-    assert small.freeze_image == load_target("deepspeech-0.8.2").freeze_image
+    assert small.freeze_image == load_target(targets_file(), "deepspeech-0.8.2").freeze_image
 
 
 def _write(tmp_path: Path, text: str) -> Path:
-    original = (config.project_root() / "targets.toml").read_text()
+    original = (project_root() / "targets.toml").read_text()
     path = tmp_path / "targets.toml"
     path.write_text(original + text)
     return path
@@ -66,7 +69,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_unknown_target_suggests_the_closest():
     with pytest.raises(ConfigError, match="unknown target 'synthtic-0.8.2'.*Did you mean 'synthetic-0.8.2'"):
-        load_target("synthtic-0.8.2")
+        load_target(targets_file(), "synthtic-0.8.2")
 
 
 def test_typo_key_names_file_and_key(tmp_path):
@@ -111,7 +114,7 @@ def test_invalid_toml_names_the_file(tmp_path):
     ('python = "3.7"', "python = 3.7", "images.freeze-tf1.15.5.python"),
 ])
 def test_bad_image_lock_or_python_is_refused(tmp_path, old, new, key):
-    text = (config.project_root() / "targets.toml").read_text()
+    text = (project_root() / "targets.toml").read_text()
     assert old in text
     path = tmp_path / "targets.toml"
     path.write_text(text.replace(old, new))
@@ -135,7 +138,7 @@ def test_alphabet_escaped_hash():
 
 
 def test_layout_paths():
-    layout = config.ArtifactLayout(Path("/a"), "t")
+    layout = ArtifactLayout(Path("/a"), "t")
     assert layout.frozen_graph == Path("/a/t/frozen/output_graph.pb")
     assert layout.ir_xml == Path("/a/t/ir/output_graph.xml")
     assert layout.ir_bin == Path("/a/t/ir/output_graph.bin")
@@ -143,16 +146,16 @@ def test_layout_paths():
 
 
 def test_version_swap_targets_share_images_and_change_only_what_they_name():
-    base = load_target("synthetic-0.8.2")
-    ov2022 = load_target("synthetic-0.8.2-ov2022.3")
-    tf152 = load_target("synthetic-0.8.2-tf1.15.2")
+    base = load_target(targets_file(), "synthetic-0.8.2")
+    ov2022 = load_target(targets_file(), "synthetic-0.8.2-ov2022.3")
+    tf152 = load_target(targets_file(), "synthetic-0.8.2-tf1.15.2")
     assert ov2022.freeze_image == base.freeze_image and ov2022.convert_image.name == "convert-ov2022.3"
     assert tf152.convert_image == base.convert_image and tf152.freeze_image.name == "freeze-tf1.15.2"
-    assert ov2022.mo_arguments() == base.mo_arguments() == tf152.mo_arguments()
+    assert mo_arguments(ov2022) == mo_arguments(base) == mo_arguments(tf152)
 
 
 def test_variants_of_a_target_differ_only_in_the_ir_they_make():
-    targets = TargetsFile.load()
+    targets = TargetsFile.load(targets_file())
     variants = {t.name: t.variant for t in targets.variants_of(targets.target("synthetic-small"))}
     assert variants == {"synthetic-small-fast": "hoisted-fp32", "synthetic-small-int8": "int8"}
     # A variant's variants: the default comes first, and version swaps (other images) are not variants.
@@ -162,18 +165,18 @@ def test_variants_of_a_target_differ_only_in_the_ir_they_make():
 
 
 def test_converter_and_exporter_defaults_and_choices():
-    assert load_target("synthetic-0.8.2").convert_image.converter == "mo"
-    assert load_target("synthetic-0.8.2").freeze_image.converter is None
-    assert load_target("synthetic-0.8.2").exporter == "builtin"
-    assert load_target("synthetic-0.8.2-notf").convert_image.converter == "tf-frontend"
-    coqui = load_target("coqui-stt-1.4.0")
+    assert load_target(targets_file(), "synthetic-0.8.2").convert_image.converter == "mo"
+    assert load_target(targets_file(), "synthetic-0.8.2").freeze_image.converter is None
+    assert load_target(targets_file(), "synthetic-0.8.2").exporter == "builtin"
+    assert load_target(targets_file(), "synthetic-0.8.2-notf").convert_image.converter == "tf-frontend"
+    coqui = load_target(targets_file(), "coqui-stt-1.4.0")
     assert coqui.exporter == "coqui-stt" and coqui.release.checkpoint_url is None and coqui.checkpoint == "synthetic"
 
 
 def test_ir_inputs_and_outputs_are_the_mo_cut():
-    target = load_target("synthetic-small")
+    target = load_target(targets_file(), "synthetic-small")
     assert target.ir_inputs() == {"input_node": (1, 16, 19, 26), "previous_state_h": (1, 64), "previous_state_c": (1, 64)}
-    args = target.mo_arguments()
+    args = mo_arguments(target)
     assert args[args.index("--output") + 1] == ",".join(target.ir_outputs())
 
 
@@ -196,8 +199,8 @@ def test_bad_exporter_converter_or_checkpoint_source_names_the_key(tmp_path, tex
 
 
 def test_matrix_lists_defined_targets(tmp_path):
-    assert "synthetic-0.8.2-ov2022.3" in TargetsFile.load().matrix
-    text = (config.project_root() / "targets.toml").read_text().replace('"synthetic-0.8.2",', '"synthetic-0.8.9",', 1)
+    assert "synthetic-0.8.2-ov2022.3" in TargetsFile.load(targets_file()).matrix
+    text = (project_root() / "targets.toml").read_text().replace('"synthetic-0.8.2",', '"synthetic-0.8.9",', 1)
     path = tmp_path / "targets.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match="'synthetic-0.8.9' is not a target") as excinfo:
@@ -243,12 +246,12 @@ def test_every_value_is_range_checked_at_load_with_key_file_and_range(tmp_path, 
      'source_url = "https://x/\\nX"', None, "http(s) URL without spaces"),
 ])
 def test_image_and_release_values_are_checked(tmp_path, old, new, key, message):
-    text = (config.project_root() / "targets.toml").read_text()
+    text = (project_root() / "targets.toml").read_text()
     assert old in text
     path = tmp_path / "targets.toml"
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(ConfigError) as excinfo:
-        TargetsFile.load(path, project=config.project_root())
+        TargetsFile.load(path, project=project_root())
     assert message in str(excinfo.value)
     if key:
         assert f"[images.freeze-tf1.15.5.{key}]" in str(excinfo.value)
@@ -268,5 +271,5 @@ def test_target_and_image_names_follow_the_grammar(tmp_path, table):
 def test_layout_refuses_a_name_that_leaves_the_root(tmp_path):
     for name in ("..", "../victim", "/abs", "a/b", "."):
         with pytest.raises(ConfigError):
-            config.ArtifactLayout(tmp_path, name).target_dir
-    assert config.ArtifactLayout(tmp_path, "synthetic-small").checkpoint_dir == tmp_path / "synthetic-small" / "checkpoint"
+            ArtifactLayout(tmp_path, name).target_dir
+    assert ArtifactLayout(tmp_path, "synthetic-small").checkpoint_dir == tmp_path / "synthetic-small" / "checkpoint"

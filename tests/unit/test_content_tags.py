@@ -7,8 +7,8 @@ from typing import Callable
 
 import pytest
 
-from ds2ir.config import TargetsFile
-from ds2ir.docker import Docker
+from ds2ir.host.docker import Docker
+from ds2ir.model.targets_file import TargetsFile
 from ds2ir.runner import Runner
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -34,6 +34,7 @@ def tag(project: Path, base_image: str = IMAGE.base_image) -> str:
 
 def append(relative: str, text: str = "# changed\n") -> Callable[[Path], None]:
     def change(project: Path) -> None:
+        assert (project / relative).is_file(), relative  # an edit, not a new file
         with open(project / relative, "a") as handle:
             handle.write(text)
     return change
@@ -47,7 +48,7 @@ def create(relative: str) -> Callable[[Path], None]:
 
 
 @pytest.mark.parametrize("change", [
-    append("src/ds2ir/verify.py"), append("src/ds2ir/build.py", "\n"), create("src/ds2ir/new_module.py"),
+    append("src/ds2ir/model/verify.py"), append("src/ds2ir/stages/convert.py", "\n"), create("src/ds2ir/model/new_module.py"),
     append(IMAGE.dockerfile), append(IMAGE.lock), append("pyproject.toml"),
 ], ids=["src-edit", "src-whitespace", "src-new-file", "dockerfile", "lock", "pyproject"])
 def test_the_tag_changes_with_every_file_the_image_is_built_from(project: Path, change) -> None:
@@ -69,8 +70,9 @@ def test_the_tag_changes_with_the_base_image_build_arg(project: Path) -> None:
 
 @pytest.mark.parametrize("change", [
     append("README.md"), append(OTHER_LOCK), append("tests/test_x.py"),
-    create("src/ds2ir/__pycache__/verify.cpython-311.pyc"), create("src/ds2ir.egg-info/PKG-INFO"),
-], ids=["readme", "another-image's-lock", "tests", "bytecode", "egg-info"])
+    create("src/ds2ir/model/__pycache__/verify.cpython-311.pyc"), create("src/ds2ir.egg-info/PKG-INFO"),
+    append("src/ds2ir/host/matrix.py"), append("src/ds2ir/host/build.py", "\n"), create("src/ds2ir/host/new_module.py"),
+], ids=["readme", "another-image's-lock", "tests", "bytecode", "egg-info", "host-edit", "host-whitespace", "host-new-file"])
 def test_files_the_image_is_not_built_from_keep_the_tag(project: Path, change) -> None:
     before = tag(project)
     change(project)

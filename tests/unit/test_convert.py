@@ -6,9 +6,10 @@ import types
 
 import pytest
 
-from ds2ir import convert
-from ds2ir.config import load_target
 from ds2ir.errors import ConverterError
+from ds2ir.host.project import targets_file
+from ds2ir.model.targets_file import load_target
+from ds2ir.stages import convert
 
 
 def _openvino_release(monkeypatch, passes):  # type: ignore[no-untyped-def]
@@ -45,7 +46,7 @@ def test_a_release_without_the_private_passes_gets_a_clear_error(monkeypatch, pa
 
 
 def test_ovc_says_the_cut_with_the_graphs_own_tensor_names():
-    target = load_target("synthetic-small-ovc")
+    target = load_target(targets_file(), "synthetic-small-ovc")
     command = convert.ovc_command(target, convert.STAGING / "in.pb", convert.STAGING)
     assert command == [
         "ovc", "/tmp/ds2ir-convert/in.pb",
@@ -54,4 +55,4 @@ def test_ovc_says_the_cut_with_the_graphs_own_tensor_names():
         "--output_model", "/tmp/ds2ir-convert/ovc/output_graph.xml", "--compress_to_fp16=False",
     ]
     assert target.convert_image.converter == "ovc"
-    assert load_target("synthetic-small-convert-model").convert_image.converter == "convert-model"
+    assert load_target(targets_file(), "synthetic-small-convert-model").convert_image.converter == "convert-model"

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ds2ir import coqui
-from ds2ir.config import load_target
+from ds2ir.host.project import targets_file
+from ds2ir.model.targets_file import load_target
+from ds2ir.stages.freeze import coqui
 
 
 def test_export_command_asks_for_the_frozen_graph_with_the_targets_architecture():
-    target = load_target("coqui-stt-1.4.0")
+    target = load_target(targets_file(), "coqui-stt-1.4.0")
     command = coqui.export_command(target, Path("/ckpt"), Path("/ckpt/alphabet.txt"), Path("/out"))
     assert command[1:3] == ["-m", "coqui_stt_training.export"]
     flags = dict(zip(command[3::2], command[4::2]))

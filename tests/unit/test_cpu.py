@@ -1,4 +1,4 @@
-from ds2ir import cpu
+from ds2ir.model import cpu
 
 CPUINFO = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8480+

@@ -5,9 +5,9 @@ from typing import List
 import numpy as np
 import pytest
 
-from ds2ir.config import Alphabet
-from ds2ir.decode import best_path, cer, greedy, levenshtein
 from ds2ir.errors import ConfigError
+from ds2ir.model.architecture import Alphabet
+from ds2ir.model.decode import best_path, cer, greedy, levenshtein
 
 ALPHABET = Alphabet((" ", "a", "b", "c", "'"))
 BLANK = len(ALPHABET.labels)

@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import config
-from ds2ir.docker import bind_mount, render_env_file
 from ds2ir.errors import ConfigError
+from ds2ir.host.docker import render_env_file
+from ds2ir.host.engines import bind_mount
+from ds2ir.host.project import targets_file
+from ds2ir.model.layout import TARGETS_ENV
+from ds2ir.model.targets_file import TargetsFile, load_target
 
 
 def test_bind_mounts_quote_commas_colons_and_quotes_as_one_field() -> None:
@@ -19,7 +22,7 @@ def test_bind_mounts_quote_commas_colons_and_quotes_as_one_field() -> None:
 
 
 def test_env_file_refuses_a_value_with_a_newline() -> None:
-    target = config.load_target("synthetic-small")
+    target = load_target(targets_file(), "synthetic-small")
     assert "DS2IR_TARGET=synthetic-small\n" in render_env_file(target)
     bad = dataclasses.replace(target, freeze_image=dataclasses.replace(target.freeze_image, base_image="x\nINJECTED=1"))
     with pytest.raises(ConfigError, match="FREEZE_BASE_IMAGE .* control character"):
@@ -34,7 +37,7 @@ def test_compose_env_refuses_a_base_image_with_a_newline_and_keeps_env(tmp_path:
         'base_image = "python:3.7-slim"', 'base_image = "python:3.7-slim\\nINJECTED=1"', 1))
     env_file = PROJECT / ".env"
     before = env_file.read_bytes() if env_file.exists() else None
-    result = invoke("compose-env", env={config.TARGETS_ENV: str(targets)}, check=False)
+    result = invoke("compose-env", env={TARGETS_ENV: str(targets)}, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
     assert "contains a newline or another control character" in result.stdout
     assert (env_file.read_bytes() if env_file.exists() else None) == before
@@ -76,8 +79,8 @@ def _targets_with(tmp_path: Path, platform_line: str) -> Path:
 def test_images_default_to_linux_amd64_and_take_the_platform_key(tmp_path: Path) -> None:
     from tests.e2e.helpers import PROJECT
 
-    assert {spec.platform for spec in config.TargetsFile.load(project=PROJECT).images.values()} == {"linux/amd64"}
-    targets = config.TargetsFile.load(_targets_with(tmp_path, 'platform = "linux/arm64"'), project=PROJECT)
+    assert {spec.platform for spec in TargetsFile.load(targets_file(), project=PROJECT).images.values()} == {"linux/amd64"}
+    targets = TargetsFile.load(_targets_with(tmp_path, 'platform = "linux/arm64"'), project=PROJECT)
     assert targets.images["convert-ov2022.3"].platform == "linux/arm64"
 
 
@@ -86,16 +89,16 @@ def test_a_bad_platform_is_refused_naming_the_key(tmp_path: Path, value: str) ->
     from tests.e2e.helpers import PROJECT
 
     with pytest.raises(ConfigError, match=r"images\.convert-ov2022\.3\.platform"):
-        config.TargetsFile.load(_targets_with(tmp_path, f"platform = {value}"), project=PROJECT)
+        TargetsFile.load(_targets_with(tmp_path, f"platform = {value}"), project=PROJECT)
 
 
 def test_build_pull_and_run_pass_the_images_platform_and_the_tag_depends_on_it(tmp_path: Path) -> None:
-    from ds2ir.docker import Docker
+    from ds2ir.host.docker import Docker
     from tests.e2e.helpers import PROJECT
 
     runner = RecordingRunner()
     docker = Docker(runner)  # type: ignore[arg-type]
-    spec = config.load_target("synthetic-small").convert_image
+    spec = load_target(targets_file(), "synthetic-small").convert_image
     arm = dataclasses.replace(spec, platform="linux/arm64")
     assert docker.stage_image_tag(spec, "python:3.11-slim", PROJECT) != docker.stage_image_tag(arm, "python:3.11-slim", PROJECT)
     docker.build_stage_image(arm, PROJECT, "ds2ir/x:tag", base_image="python:3.11-slim")
@@ -110,11 +113,11 @@ def test_build_pull_and_run_pass_the_images_platform_and_the_tag_depends_on_it(t
 
 
 def test_doctor_names_the_images_an_arm64_engine_would_emulate() -> None:
-    from ds2ir import doctor
-    from ds2ir.docker import Docker
+    from ds2ir.host import doctor
+    from ds2ir.host.docker import Docker
     from tests.e2e.helpers import PROJECT
 
-    targets = config.TargetsFile.load(project=PROJECT)
+    targets = TargetsFile.load(targets_file(), project=PROJECT)
     native = doctor._platforms(Docker(RecordingRunner("linux/amd64")), targets)  # type: ignore[arg-type]
     assert native.ok and native.detail == "linux/amd64: every image runs natively"
     emulated = doctor._platforms(Docker(RecordingRunner("linux/arm64")), targets)  # type: ignore[arg-type]

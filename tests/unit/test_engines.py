@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import engines
-from ds2ir.docker import Docker
 from ds2ir.errors import ConfigError
+from ds2ir.host import engines
+from ds2ir.host.docker import Docker
 from ds2ir.runner import Runner
 
 ONLY_PODMAN = {"podman": "/usr/bin/podman"}.get

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from ds2ir import docker, fault_injection
 from ds2ir.errors import ConfigError
+from ds2ir.host import docker
+from ds2ir.model import fault_injection
 
 
 def test_no_fault_unless_asked(monkeypatch):

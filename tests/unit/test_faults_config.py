@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ds2ir import config
+from ds2ir.model.layout import TARGETS_ENV
 from tests.e2e.helpers import PROJECT, invoke
 
 BASE = "[targets.\"bad-small\"]\nextends = \"synthetic-small\"\n"
@@ -33,10 +33,10 @@ def test_unknown_target_suggests_the_close_one(tmp_path):
 def test_bad_key_in_the_targets_file_is_named_with_file_and_key(tmp_path, line, key, message):
     targets = tmp_path / "targets.toml"
     targets.write_text((PROJECT / "targets.toml").read_text() + "\n" + BASE + line + "\n")
-    out = build(tmp_path, "--target", "synthetic-small", env={config.TARGETS_ENV: str(targets)})
+    out = build(tmp_path, "--target", "synthetic-small", env={TARGETS_ENV: str(targets)})
     assert f"ds2ir: error: {targets}: [{key}]: " in out and message in out
 
 
 def test_missing_targets_file_says_how_to_point_at_one(tmp_path):
-    out = build(tmp_path, "--target", "synthetic-small", env={config.TARGETS_ENV: str(tmp_path / "nowhere.toml")})
-    assert f"the targets file {tmp_path / 'nowhere.toml'} does not exist; set {config.TARGETS_ENV}" in out
+    out = build(tmp_path, "--target", "synthetic-small", env={TARGETS_ENV: str(tmp_path / "nowhere.toml")})
+    assert f"the targets file {tmp_path / 'nowhere.toml'} does not exist; set {TARGETS_ENV}" in out

@@ -13,9 +13,11 @@ from typing import Iterator, List
 
 import pytest
 
-from ds2ir.config import DEFAULT_STAGE_TIME_LIMIT, TargetsFile, load_target
-from ds2ir.docker import TIMEOUT_ENV, Docker
 from ds2ir.errors import ConfigError, DockerUnavailableError
+from ds2ir.host.docker import TIMEOUT_ENV, Docker
+from ds2ir.host.project import targets_file
+from ds2ir.model.targets import DEFAULT_STAGE_TIME_LIMIT
+from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner
 from tests.e2e.helpers import PROJECT
 
@@ -111,9 +113,9 @@ def test_the_stage_time_limit_defaults_and_changes_no_build_output(tmp_path: Pat
     path.write_text((PROJECT / "targets.toml").read_text()
                     + '\n[targets.quick]\nextends = "synthetic-small"\nstage_time_limit = 30\n')
     quick = TargetsFile.load(path).target("quick")
-    assert load_target("synthetic-small").stage_time_limit == DEFAULT_STAGE_TIME_LIMIT == 7200
+    assert load_target(targets_file(), "synthetic-small").stage_time_limit == DEFAULT_STAGE_TIME_LIMIT == 7200
     assert quick.stage_time_limit == 30
-    small = load_target("synthetic-small").fingerprint()
+    small = load_target(targets_file(), "synthetic-small").fingerprint()
     assert {**quick.fingerprint(), "name": small["name"], "description": small["description"]} == small
 
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 import tarfile
 
-from ds2ir import archive, atomic
-from ds2ir.fetch import PART_SUFFIX, LockEntry, cache_path, fetch, write_lock
+from ds2ir import atomic
+from ds2ir.host import archive
+from ds2ir.host.fetch import PART_SUFFIX, LockEntry, cache_path, fetch, write_lock
 from tests._support.faults import kill, wait_for
 from tests._support.http_server import asset_server  # noqa: F401 - the fixture
 
@@ -23,7 +24,7 @@ def test_killed_download_leaves_only_the_part_file_and_the_next_fetch_resumes(tm
     write_lock(lock, {url: LockEntry(len(BODY), hashlib.sha256(BODY).hexdigest())})
     final = cache_path(url, cache)
     part = final.with_name(final.name + PART_SUFFIX)
-    script = ("import sys; from pathlib import Path; from ds2ir.fetch import fetch; "
+    script = ("import sys; from pathlib import Path; from ds2ir.host.fetch import fetch; "
               "fetch(sys.argv[1], lock_path=Path(sys.argv[2]), cache=Path(sys.argv[3]), progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script, url, str(lock), str(cache)])
     wait_for(lambda: part.is_file() and part.stat().st_size >= 256 * 1024, timeout=20, what="half a download")
@@ -48,7 +49,7 @@ def test_killed_extraction_leaves_the_previous_checkpoint_as_it_was(tmp_path):
     dest = tmp_path / "target" / "checkpoint"
     with atomic.atomic_dir(dest) as tmp:
         (tmp / "best_dev-1.index").write_text("previous")
-    script = "import sys; from pathlib import Path; from ds2ir import archive; archive.extract(Path(sys.argv[1]), Path(sys.argv[2]))"
+    script = "import sys; from pathlib import Path; from ds2ir.host import archive; archive.extract(Path(sys.argv[1]), Path(sys.argv[2]))"
     proc = subprocess.Popen([sys.executable, "-c", script, str(tarball), str(dest)])
 
     def extracting() -> bool:

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds2ir import features
-from ds2ir.config import Architecture
 from ds2ir.errors import AudioError
+from ds2ir.model import features
+from ds2ir.model.architecture import Architecture
 
 ARCH = Architecture()
 DATA = Path(__file__).resolve().parents[2] / "data"

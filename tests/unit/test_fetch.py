@@ -1,4 +1,4 @@
-"""ds2ir.fetch against a loopback server: verified cache, resume, retries, bounds, offline."""
+"""ds2ir.host.fetch against a loopback server: verified cache, resume, retries, bounds, offline."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +11,6 @@ from typing import Any, Dict
 
 import pytest
 
-from ds2ir import fetch as fetch_module
 from ds2ir.errors import (
     ConfigError,
     FetchError,
@@ -20,7 +19,8 @@ from ds2ir.errors import (
     NotCachedError,
     UnknownDigestError,
 )
-from ds2ir.fetch import (
+from ds2ir.host import fetch as fetch_module
+from ds2ir.host.fetch import (
     LockEntry,
     asset_name,
     cache_path,
@@ -132,7 +132,7 @@ def test_complete_part_left_by_a_crash_is_verified_and_used(asset_server: AssetS
 
 
 def test_fetched_tarball_extracts(asset_server: AssetServer, cache: Path, lock: Path, tmp_path: Path) -> None:
-    from ds2ir.archive import extract
+    from ds2ir.host.archive import extract
 
     body = release_tarball(tmp_path / "release.tar.gz").read_bytes()
     url = asset_server.add(PATH, body)
@@ -435,7 +435,7 @@ def test_trust_on_first_use_pins_no_archive_that_fails_extraction_checks(
 def test_trust_on_first_use_pins_a_memory_mapped_model_only_when_it_passes_its_checks(
     asset_server: AssetServer, cache: Path, lock: Path
 ) -> None:
-    from ds2ir import pbmm
+    from ds2ir.model import pbmm
 
     graph = b"\x0a\x04\x12\x02op"  # a GraphDef-shaped file: a .pb where the .pbmm should be
     bad = asset_server.add("/release/bad.pbmm", graph)

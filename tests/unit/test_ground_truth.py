@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from ds2ir import config, ground_truth
-from ds2ir.config import Architecture
-from ds2ir.verify import random_inputs, stream
+from ds2ir.model.architecture import LSTM_SCOPE, Architecture
+from ds2ir.model.verify import random_inputs, stream
+from ds2ir.stages import ground_truth
 
 ARCH = Architecture(n_hidden=4, n_steps=2, n_input=3, n_context=1, relu_clip=20.0)
 N_CLASSES = 5
-KERNEL, LSTM_BIAS = f"{config.LSTM_SCOPE}/kernel", f"{config.LSTM_SCOPE}/bias"
+KERNEL, LSTM_BIAS = f"{LSTM_SCOPE}/kernel", f"{LSTM_SCOPE}/bias"
 
 
 def _weights(seed=0, scale=0.3):

@@ -8,13 +8,14 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
-from ds2ir import config, locks
-from ds2ir.config import TargetsFile, load_target, tomllib
-from ds2ir.docker import Docker, compose_environment
 from ds2ir.errors import ConfigError
+from ds2ir.host import locks
+from ds2ir.host.docker import Docker, compose_environment
+from ds2ir.host.project import project_root, targets_file
+from ds2ir.model.targets_file import TargetsFile, load_target, tomllib
 from ds2ir.runner import Runner
 
-PROJECT = config.project_root()
+PROJECT = project_root()
 TARGETS = TargetsFile.load(PROJECT / "targets.toml")
 IMAGES = sorted(TARGETS.images.values(), key=lambda image: image.name)
 LOCK_FILES = sorted({image.lock for image in IMAGES} | {locks.HOST_LOCK})
@@ -98,7 +99,7 @@ def test_image_lock_holds_the_build_backend(image):
 
 
 def test_dockerfile_defaults_are_the_default_targets_build_args():
-    target = load_target()
+    target = load_target(targets_file())
     for spec in (target.freeze_image, target.convert_image):
         text = (PROJECT / spec.dockerfile).read_text()
         defaults = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
@@ -106,7 +107,7 @@ def test_dockerfile_defaults_are_the_default_targets_build_args():
 
 
 def test_compose_environment_passes_the_locks():
-    target = load_target("synthetic-small")
+    target = load_target(targets_file(), "synthetic-small")
     env = compose_environment(target, {target.freeze_image.base_image: "local/python:3.7"})
     assert env["FREEZE_LOCK_FILE"] == target.freeze_image.lock
     assert env["CONVERT_LOCK_FILE"] == target.convert_image.lock

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import manifest
-from ds2ir.config import ArtifactLayout
 from ds2ir.errors import ReproducibilityError
+from ds2ir.host import manifest
+from ds2ir.model.layout import ArtifactLayout
 
 
 def test_output_files_are_the_frozen_graph_plain_and_memory_mapped_and_the_ir():

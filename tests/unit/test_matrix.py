@@ -6,9 +6,13 @@ import threading
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ds2ir import atomic, matrix
-from ds2ir.config import ArtifactLayout, Target, load_target
+from ds2ir import atomic
 from ds2ir.errors import ContainerError, MissingInputError
+from ds2ir.host import matrix
+from ds2ir.host.project import targets_file
+from ds2ir.model.layout import ArtifactLayout
+from ds2ir.model.targets import Target
+from ds2ir.model.targets_file import load_target
 
 
 class FakeRunner:
@@ -89,7 +93,7 @@ class FakeBuilder:
 
 
 def _run(tmp_path: Path, builders: Dict[str, dict], docker: FakeDocker) -> dict:
-    targets = [load_target(name) for name in builders]
+    targets = [load_target(targets_file(), name) for name in builders]
     return matrix.run(targets, make_builder=lambda t, d: FakeBuilder(t, tmp_path, **builders[t.name]), docker=docker,  # type: ignore
                       artifacts=tmp_path, project=tmp_path)
 
@@ -141,7 +145,7 @@ def test_every_ir_is_loaded_in_every_convert_image(tmp_path):
 def test_check_fails_a_cell_whose_outputs_differ_from_the_lock_and_passes_a_matching_one(tmp_path):
     built = {"frozen/output_graph.pb": "a" * 64, "ir/output_graph.xml": "b" * 64, "ir/output_graph.bin": "c" * 64}
     locked = {"synthetic-small": built, "synthetic-small-ov2022.3": dict(built, **{"ir/output_graph.bin": "d" * 64})}
-    targets = [load_target(name) for name in ("synthetic-small", "synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")]
+    targets = [load_target(targets_file(), name) for name in ("synthetic-small", "synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")]
     result = matrix.run(targets, make_builder=lambda t, d: FakeBuilder(t, tmp_path), docker=FakeDocker(),  # type: ignore
                         artifacts=tmp_path, project=tmp_path, locked=locked)
     cells = {cell["target"]: cell for cell in result["cells"]}
@@ -157,7 +161,7 @@ def test_jobs_build_cells_side_by_side_each_into_its_own_log_with_one_line_each_
     terminal: List[str] = []
     docker = FakeDocker()
     docker.runner.say = terminal.append  # type: ignore[method-assign]
-    result = matrix.run([load_target(name) for name in names], docker=docker, artifacts=tmp_path, project=tmp_path, jobs=2,
+    result = matrix.run([load_target(targets_file(), name) for name in names], docker=docker, artifacts=tmp_path, project=tmp_path, jobs=2,
                         make_builder=lambda t, d: FakeBuilder(t, tmp_path, docker=d, together=together))  # type: ignore
     assert result["passed"] is True and [cell["target"] for cell in result["cells"]] == list(names)
     for name in names:

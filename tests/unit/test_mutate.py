@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import mutation
 from ds2ir.errors import ConfigError
+from ds2ir.host import mutation
 
 PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_mutate_scores_the_tolerance_gate_and_every_survivor_is_a_documented_equivalent():
     result = subprocess.run([sys.executable, "-m", "invoke", "-r", str(PROJECT), "mutate", "--module", "verify",
-                             "--only", "ds2ir.verify.x_tolerance_for*"],
+                             "--only", "ds2ir.model.verify.x_tolerance_for*"],
                             cwd=str(PROJECT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert result.returncode == 0, result.stdout[-3000:]
     lines = result.stdout.strip().splitlines()
@@ -25,7 +25,7 @@ def test_mutate_scores_the_tolerance_gate_and_every_survivor_is_a_documented_equ
     run = sum(stats[outcome] for outcome in mutation.JUDGED)
     assert summary["modules"] == ["verify"] and run >= 15  # only tolerance_for's mutants ran
     assert summary["score"] == round(stats["killed"] / run, 4) >= 0.85
-    survivors = [line.split(":")[0] for line in lines[:-1] if line.startswith("ds2ir.verify.")]
+    survivors = [line.split(":")[0] for line in lines[:-1] if line.startswith("ds2ir.model.verify.")]
     assert len(survivors) == stats["survived"] + stats["no_tests"]
     documented = (PROJECT / "docs" / "testing.md").read_text()
     assert [name for name in survivors if f"`{name}`" not in documented] == []

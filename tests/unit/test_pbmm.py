@@ -1,4 +1,4 @@
-"""ds2ir.pbmm: TensorFlow's memory-mapped model format, packed and unpacked, and refused when malformed."""
+"""ds2ir.model.pbmm: TensorFlow's memory-mapped model format, packed and unpacked, and refused when malformed."""
 from __future__ import annotations
 
 import struct
@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import pbmm
 from ds2ir.errors import ModelFileError
-from tests._support.graphdefs import (DT_FLOAT, const, graph, immutable_const, op, package, small_graph,
-                                      weights)
+from ds2ir.model import pbmm
+from tests._support.graphdefs import DT_FLOAT, const, graph, immutable_const, op, package, small_graph, weights
 
 PREFIX = "memmapped_package://"
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ds2ir import fetch
-from ds2ir.build import Builder, stages_for
-from ds2ir.config import ArtifactLayout, TargetsFile, load_target
-from ds2ir.docker import Docker
 from ds2ir.errors import ConfigError, FetchError, MissingInputError
+from ds2ir.host import fetch
+from ds2ir.host.build import Builder, stages_for
+from ds2ir.host.docker import Docker
+from ds2ir.host.project import targets_file
+from ds2ir.model.layout import ArtifactLayout
+from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests.unit.test_config import _write
@@ -20,14 +22,14 @@ RELEASE_0_8_2 = "https://github.com/mozilla/DeepSpeech/releases/download/v0.8.2/
 
 
 def test_pbmm_targets_unpack_the_release_model_file_instead_of_freezing():
-    target = load_target("deepspeech-0.8.2-pbmm")
+    target = load_target(targets_file(), "deepspeech-0.8.2-pbmm")
     assert target.checkpoint == "pbmm" and target.release.model_url == RELEASE_0_8_2 + "deepspeech-0.8.2-models.pbmm"
     stages = stages_for(target, ArtifactLayout(Path("/a"), target.name))
     assert [stage.name for stage in stages] == ["freeze", "reference", "convert", "check"]
     assert stages[0].inputs == (Path("/a/deepspeech-0.8.2-pbmm/model/model.pbmm"),)
     assert stages[0].outputs == (Path("/a/deepspeech-0.8.2-pbmm/frozen/output_graph.pb"),
                                  Path("/a/deepspeech-0.8.2-pbmm/frozen/output_graph.pbmm"))
-    assert load_target("deepspeech-0.9.3-pbmm").release.model_url.endswith("/v0.9.3/deepspeech-0.9.3-models.pbmm")
+    assert load_target(targets_file(), "deepspeech-0.9.3-pbmm").release.model_url.endswith("/v0.9.3/deepspeech-0.9.3-models.pbmm")
 
 
 def test_the_0_8_2_model_file_is_pinned_to_the_digest_open_model_zoo_publishes():
@@ -44,12 +46,12 @@ def test_a_pbmm_target_cannot_ask_for_another_graph(tmp_path):
 def test_model_option_needs_a_pbmm_target(tmp_path):
     with pytest.raises(ConfigError, match="--model takes a memory-mapped model .* target 'synthetic-small' builds from "
                                           "its synthetic checkpoint"):
-        Builder(load_target("synthetic-small"), project=tmp_path, artifacts=tmp_path, docker=Docker(Runner(dry_run=True)),
+        Builder(load_target(targets_file(), "synthetic-small"), project=tmp_path, artifacts=tmp_path, docker=Docker(Runner(dry_run=True)),
                 model=tmp_path / "mine.pbmm")
 
 
 def test_release_scorer_is_pinned_to_the_digest_open_model_zoo_publishes():
-    url = load_target("deepspeech-0.8.2").release.scorer_url
+    url = load_target(targets_file(), "deepspeech-0.8.2").release.scorer_url
     assert url == RELEASE_0_8_2 + "deepspeech-0.8.2-models.scorer"
     entry = fetch.read_lock(fetch.default_lock_path())[url]
     assert (entry.size, entry.sha256) == (953363776, "d0cf926ab9cab54a8a7d70003b931b2d62ebd9105ed392d1ec9c840029867799")
@@ -82,7 +84,7 @@ def test_scorer_release_is_fetched_into_the_cache_verified_and_a_tampered_one_is
 
 
 def test_a_release_without_a_scorer_says_to_pass_one(tmp_path):
-    builder = Builder(load_target("coqui-stt-1.4.0"), project=tmp_path, artifacts=tmp_path,
+    builder = Builder(load_target(targets_file(), "coqui-stt-1.4.0"), project=tmp_path, artifacts=tmp_path,
                       docker=Docker(Runner(dry_run=True)))
     with pytest.raises(MissingInputError, match="names no scorer .* --scorer PATH"):
         builder.release_scorer()

@@ -14,9 +14,9 @@ from typing import List, Set, Tuple
 import numpy as np
 import pytest
 
-from ds2ir import decode, scorer
-from ds2ir.config import Alphabet
 from ds2ir.errors import ConfigError, DecoderError, MissingInputError
+from ds2ir.model import decode, scorer
+from ds2ir.model.architecture import Alphabet
 
 ALPHABET = Alphabet.default()
 WORDS = ["she", "had", "your", "dark", "suit", "shed", "héllo", "<unk>", "<s>", "</s>"]
@@ -177,19 +177,21 @@ def test_decoder_options_that_mean_nothing_are_refused(options, message: str) ->
 
 
 def test_package_scorer_command_uses_the_targets_alphabet(tmp_path: Path, lm: Path, capsys) -> None:
-    from ds2ir import cli
+    from ds2ir.host.project import targets_file
+    from ds2ir.stages import cli
 
     vocabulary = tmp_path / "vocab.txt"
     vocabulary.write_text("she had héllo\n", encoding="utf-8")
     cli.main(["package-scorer", "--target", "ldc93s1-smoke", "--artifacts", str(tmp_path), "--lm", str(lm),
-              "--vocabulary", str(vocabulary), "--output", str(tmp_path / "o.scorer"), "--default-alpha", "0.25"])
+              "--vocabulary", str(vocabulary), "--output", str(tmp_path / "o.scorer"), "--default-alpha", "0.25"],
+             targets=targets_file())
     summary = json.loads(capsys.readouterr().out)
     assert (summary["alpha"], summary["beta"], summary["words"], summary["skipped"]) == (0.25, scorer.RELEASE_BETA, 2, ["héllo"])
     assert _accepted(tmp_path / "o.scorer") == {"she ", "had "}
 
 
 def test_transcribe_takes_the_decoder_options() -> None:
-    from ds2ir import cli
+    from ds2ir.stages import cli
 
     args = cli.parse_args(["transcribe", "--audio", "a.wav", "--scorer", "s.scorer", "--beam-width", "8",
                            "--lm-alpha", "0.5", "--lm-beta", "1"])
@@ -241,7 +243,7 @@ def test_package_scorer_refuses_bad_paths_and_numbers_clearly_and_changes_nothin
                "lm-directory": "is a directory, not a regular file", "vocabulary-directory": "is a directory, not a regular file",
                "vocabulary-fifo": "is a FIFO (named pipe), not a regular file", "lm-fifo": "is a FIFO (named pipe)",
                "alpha-nan": "default alpha must be a finite number, got nan", "beta-inf": "default beta must be a finite number, got inf"}[bad]
-    assert f"ds2ir: error: " in result.stdout and message in result.stdout, result.stdout
+    assert "ds2ir: error: " in result.stdout and message in result.stdout, result.stdout
     after = {p.name: (p.is_dir(), p.read_bytes() if p.is_file() and not p.is_symlink() else b"") for p in tmp_path.iterdir()
              if not p.name == "special" or not bad.endswith("fifo")}
     assert after == before

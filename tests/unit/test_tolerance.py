@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ds2ir import verify
+from ds2ir.model import verify
 
 
 @pytest.mark.parametrize("ir_precision, inference, allowance", [

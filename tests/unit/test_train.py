@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ds2ir import features, train
-from ds2ir.config import Alphabet, Architecture
 from ds2ir.errors import AudioError, ConfigError, MissingInputError
+from ds2ir.model import features
+from ds2ir.model.architecture import Alphabet, Architecture
+from ds2ir.stages.freeze import train
 
 ALPHABET = Alphabet.default()
 TINY = Architecture(n_hidden=8)
@@ -81,7 +82,7 @@ def test_train_checkpoint_checks_its_inputs_before_training(tmp_path):
 
 
 def test_training_starts_from_seeded_glorot_weights_and_zero_biases():
-    from ds2ir.checkpoint import glorot_variables
+    from ds2ir.stages.freeze.checkpoint import glorot_variables
 
     values = glorot_variables(TINY, ALPHABET.n_classes, 7, bias_limit=0.0)
     again = glorot_variables(TINY, ALPHABET.n_classes, 7, bias_limit=0.0)

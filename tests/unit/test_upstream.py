@@ -7,11 +7,14 @@ from typing import List, Optional, Sequence
 
 import pytest
 
-from ds2ir import upstream
-from ds2ir.config import ArtifactLayout, TargetsFile, load_target, project_root, tomllib
-from ds2ir.docker import Docker, image_inputs
 from ds2ir.errors import ArchiveError, ConfigError, MissingInputError
+from ds2ir.host import upstream
+from ds2ir.host.docker import Docker, image_inputs
+from ds2ir.host.project import project_root, targets_file
+from ds2ir.model.layout import ArtifactLayout
+from ds2ir.model.targets_file import TargetsFile, load_target, tomllib
 from ds2ir.runner import Runner
+from ds2ir.stages.freeze.upstream import export_command, run_export
 from tests._support.upstream_source import upstream_source_archive
 
 PROJECT = project_root()
@@ -23,7 +26,7 @@ def _flags(command: Sequence[str]) -> dict:
 
 
 def test_export_command_runs_deepspeech_py_with_the_architectures_flags():
-    command = upstream.export_command(load_target(TARGET), Path("/ckpt"), Path("/out"), Path("/ckpt/alphabet.txt"))
+    command = export_command(load_target(targets_file(), TARGET), Path("/ckpt"), Path("/out"), Path("/ckpt/alphabet.txt"))
     assert command[1] == "DeepSpeech.py" and len(command) % 2 == 0
     assert _flags(command) == {
         "--checkpoint_dir": "/ckpt", "--export_dir": "/out", "--scorer_path": "", "--alphabet_config_path": "/ckpt/alphabet.txt",
@@ -33,7 +36,7 @@ def test_export_command_runs_deepspeech_py_with_the_architectures_flags():
 
 
 def test_without_a_checkpoint_alphabet_deepspeechs_default_applies():
-    command = upstream.export_command(load_target(TARGET), Path("/ckpt"), Path("/out"), None)
+    command = export_command(load_target(targets_file(), TARGET), Path("/ckpt"), Path("/out"), None)
     assert "--alphabet_config_path" not in command
 
 
@@ -67,7 +70,7 @@ def _layout(tmp_path: Path) -> ArtifactLayout:
 def test_run_export_runs_in_the_source_directory_and_publishes_the_graph(tmp_path):
     layout, runner = _layout(tmp_path), FakeExporter()
     staging = tmp_path / "staging"
-    command = upstream.run_export(load_target(TARGET), layout, runner, source_dir=tmp_path / "src", staging=staging)
+    command = run_export(load_target(targets_file(), TARGET), layout, runner, source_dir=tmp_path / "src", staging=staging)
     assert runner.calls == [(command, tmp_path / "src")]
     assert _flags(command)["--alphabet_config_path"] == str(layout.checkpoint_dir / "alphabet.txt")
     assert layout.frozen_graph.read_bytes() == b"graph" and not staging.exists()
@@ -76,7 +79,7 @@ def test_run_export_runs_in_the_source_directory_and_publishes_the_graph(tmp_pat
 def test_an_exporter_that_writes_no_graph_is_a_clear_error(tmp_path):
     layout = _layout(tmp_path)
     with pytest.raises(MissingInputError, match=r"finished without writing .*output_graph\.pb"):
-        upstream.run_export(load_target(TARGET), layout, FakeExporter(writes=False), source_dir=tmp_path / "src",
+        run_export(load_target(targets_file(), TARGET), layout, FakeExporter(writes=False), source_dir=tmp_path / "src",
                             staging=tmp_path / "staging")
     assert not layout.frozen_graph.exists()
 
@@ -84,23 +87,23 @@ def test_an_exporter_that_writes_no_graph_is_a_clear_error(tmp_path):
 def test_a_container_without_deepspeech_py_says_how_to_build_it(tmp_path):
     layout, runner = _layout(tmp_path), FakeExporter()
     with pytest.raises(MissingInputError, match=r"DeepSpeech\.py does not exist.*invoke build --target"):
-        upstream.run_export(load_target(TARGET), layout, runner, source_dir=tmp_path, staging=tmp_path / "staging")
+        run_export(load_target(targets_file(), TARGET), layout, runner, source_dir=tmp_path, staging=tmp_path / "staging")
     assert runner.calls == []
 
 
 def test_build_context_holds_the_package_lock_constraints_and_the_source_tree(tmp_path):
-    spec = load_target(TARGET).freeze_image
+    spec = load_target(targets_file(), TARGET).freeze_image
     archive = upstream_source_archive(tmp_path / "v0.8.2.tar.gz")
     with upstream.build_context(spec, PROJECT, archive, image_inputs(spec, PROJECT)) as context:
         for relative in ("source/setup.py", "source/DeepSpeech.py", "source/data/alphabet.txt", spec.dockerfile,
-                         spec.lock, str(spec.constraints), "pyproject.toml", "src/ds2ir/upstream.py"):
+                         spec.lock, str(spec.constraints), "pyproject.toml", "src/ds2ir/stages/freeze/upstream.py"):
             assert (context / relative).is_file(), relative
         assert not list((context / "src").rglob("__pycache__"))
     assert not context.exists()
 
 
 def test_a_source_archive_without_deepspeech_py_is_refused(tmp_path):
-    spec = load_target(TARGET).freeze_image
+    spec = load_target(targets_file(), TARGET).freeze_image
     archive = upstream_source_archive(tmp_path / "v0.8.2.tar.gz", omit=("DeepSpeech.py",))
     with pytest.raises(ArchiveError, match=r"has no DeepSpeech\.py .*not DeepSpeech's source tree"):
         with upstream.build_context(spec, PROJECT, archive, image_inputs(spec, PROJECT)):
@@ -108,7 +111,7 @@ def test_a_source_archive_without_deepspeech_py_is_refused(tmp_path):
 
 
 def _project_copy(tmp_path: Path) -> Path:
-    spec = load_target(TARGET).freeze_image
+    spec = load_target(targets_file(), TARGET).freeze_image
     project = tmp_path / "project"
     for name in ("pyproject.toml", spec.dockerfile, spec.lock, str(spec.constraints)):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +121,7 @@ def _project_copy(tmp_path: Path) -> Path:
 
 
 def test_image_tag_follows_the_source_archive_and_the_constraints(tmp_path):
-    spec = load_target(TARGET).freeze_image
+    spec = load_target(targets_file(), TARGET).freeze_image
     project, docker = _project_copy(tmp_path), Docker(Runner(dry_run=True))
     first = upstream_source_archive(tmp_path / "a.tar.gz")
     other = upstream_source_archive(tmp_path / "b.tar.gz", omit=("VERSION",))
@@ -133,7 +136,7 @@ def test_image_tag_follows_the_source_archive_and_the_constraints(tmp_path):
 
 
 def test_build_args_pass_the_constraints():
-    assert load_target(TARGET).freeze_image.build_args()["CONSTRAINTS_FILE"] == "locks/deepspeech-0.8.2.constraints.txt"
+    assert load_target(targets_file(), TARGET).freeze_image.build_args()["CONSTRAINTS_FILE"] == "locks/deepspeech-0.8.2.constraints.txt"
 
 
 @pytest.mark.parametrize("extra, key, message", [
@@ -156,6 +159,6 @@ def test_config_refuses_what_the_upstream_exporter_cannot_do(extra, key, message
 
 
 def test_the_upstream_target_resolves_the_release_source():
-    image = load_target(TARGET).freeze_image
+    image = load_target(targets_file(), TARGET).freeze_image
     assert (image.source_release, image.dockerfile) == ("0.8.2", "Dockerfile.upstream")
     assert image.source_url == "https://github.com/mozilla/DeepSpeech/archive/v0.8.2.tar.gz"

@@ -1,7 +1,7 @@
 import numpy as np
 
-from ds2ir import verify
-from ds2ir.config import Architecture
+from ds2ir.model import verify
+from ds2ir.model.architecture import Architecture
 
 ARCH = Architecture(n_hidden=8)
 
