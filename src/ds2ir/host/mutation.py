@@ -20,12 +20,15 @@ from ds2ir.errors import ConfigError
 
 #: the modules whose mistakes let a wrong IR or a damaged file through: where each is, what it gates, its fast tests
 GATE_MODULES = {
-    "verify": ("model/verify", "the IR-vs-TF tolerance", ["tests/unit/test_verify.py", "tests/unit/test_tolerance.py"]),
-    "build": ("host/build", "stamps and staleness", ["tests/unit/test_faults_storage.py", "tests/unit/test_errors.py"]),
+    "verify": ("model/verify", "the IR-vs-TF tolerance", ["tests/unit/test_verify.py", "tests/unit/test_tolerance.py",
+                                                          "tests/unit/test_verify_report.py"]),
+    "build": ("host/build", "stamps and staleness", ["tests/unit/test_staleness.py", "tests/unit/test_build.py",
+                                                     "tests/unit/test_faults_storage.py", "tests/unit/test_errors.py"]),
     "docker": ("host/docker", "content tags of the stage images", ["tests/unit/test_content_tags.py",
-                                                                   "tests/unit/test_locks.py"]),
+                                                                   "tests/unit/test_docker_commands.py",
+                                                                   "tests/unit/test_docker.py", "tests/unit/test_locks.py"]),
     "atomic": ("atomic", "atomic writes", ["tests/unit/test_atomic.py", "tests/unit/test_atomic_readers.py",
-                                           "tests/unit/test_faults_storage.py"]),
+                                           "tests/unit/test_atomic_durability.py", "tests/unit/test_faults_storage.py"]),
     "archive": ("host/archive", "archive checks", ["tests/unit/test_archive.py", "tests/unit/test_faults_fetch.py"]),
     "fetch": ("host/fetch", "download verification", ["tests/unit/test_fetch.py", "tests/unit/test_faults_fetch.py"]),
     "config": ("model/targets_file", "targets.toml validation", ["tests/unit/test_config.py",
