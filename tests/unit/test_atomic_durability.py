@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 from pathlib import Path
 from typing import List
@@ -58,6 +59,22 @@ def test_every_file_and_directory_of_a_new_tree_is_synced_content_first_then_the
     assert sorted(p.name for p in final.iterdir()) == ["c"] and sorted(os.listdir(str(tmp_path))) == ["out"]
 
 
+def test_files_are_synced_through_read_only_descriptors_and_directories_as_directories(tmp_path, monkeypatch):
+    """Read-only: a file the user may not write (a checkpoint's) is synced all the same."""
+    opened = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        opened.append((os.path.basename(os.readlink(f"/proc/self/fd/{fd}")), flags & os.O_ACCMODE, bool(flags & os.O_DIRECTORY)))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with atomic.atomic_dir(tmp_path / "tree") as tmp:
+        (tmp / "a").write_bytes(b"a")
+    assert opened == [("a", os.O_RDONLY, False), (tmp.name, os.O_RDONLY, True), (tmp_path.name, os.O_RDONLY, True)]
+
+
 def test_write_json_writes_this_exact_text(tmp_path):
     path = tmp_path / "m.json"
     atomic.write_json(path, {"b": 1, "a": [2, "é"]})
@@ -100,7 +117,8 @@ def test_exchange_swaps_two_names_given_relative_to_the_working_directory(tmp_pa
     assert Path("a").read_text() == "b" and Path("b").is_dir()
 
 
-def test_exchange_reports_a_missing_name_with_both_paths(tmp_path):
+def test_exchange_reports_a_missing_name_with_both_paths(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_LIBC", None)  # loaded afresh: its errno is what the call left
     Path("a").mkdir()
     with pytest.raises(OSError) as excinfo:
         atomic._exchange(Path("a"), Path("missing"))
@@ -121,17 +139,28 @@ class FakeLibc:
 
 
 @pytest.mark.parametrize("code", [None, errno.ENOSYS, errno.EINVAL])
-def test_without_an_exchange_the_fallback_swap_replaces_the_tree_and_leaves_nothing(tmp_path, monkeypatch, code):
+def test_without_an_exchange_the_fallback_swap_parks_the_old_tree_beside_it_and_leaves_nothing(tmp_path, monkeypatch, code):
     monkeypatch.setattr(atomic, "_LIBC", FakeLibc(code))
     parent = tmp_path / "p"
-    final = parent / "ir"
+    final = parent / f"v{atomic.TEMP_MARK}1"  # a final name may hold the mark
     with atomic.atomic_dir(final) as tmp:
         (tmp / "a").write_text("old")
     assert atomic._exchange(final, parent) is False
+    renames = []
+    real = os.rename
+
+    def rename(src, dst):
+        renames.append((src, dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
     with atomic.atomic_dir(final) as tmp:
         (tmp / "a").write_text("new")
+    suffix = tmp.name.rsplit(atomic.TEMP_MARK, 1)[1]
+    parked = str(parent / f".{final.name}{atomic.OLD_MARK}{suffix}")  # where remove_stale_temporaries looks
+    assert renames == [(str(final), parked), (str(tmp), str(final)), (parked, str(tmp))]
     assert (final / "a").read_text() == "new"
-    assert sorted(os.listdir(str(parent))) == ["ir"] and sorted(os.listdir(str(tmp_path))) == ["p"]
+    assert os.listdir(str(parent)) == [final.name] and os.listdir(str(tmp_path)) == ["p"]
 
 
 def test_an_exchange_that_fails_otherwise_is_an_error(monkeypatch):
@@ -165,6 +194,19 @@ def test_only_directories_are_ever_put_back(tmp_path):
     (tmp_path / f".bin{atomic.OLD_MARK}x1").symlink_to(tmp_path)
     atomic.remove_stale_temporaries(tmp_path)
     assert not (tmp_path / "ir").exists() and not (tmp_path / "bin").exists()
+
+
+def test_a_temporary_that_cannot_be_removed_does_not_stop_the_cleanup(tmp_path, monkeypatch):
+    (tmp_path / f".ir{atomic.TEMP_MARK}a").mkdir()  # say, a mount point a container left
+    (tmp_path / f".m.json{atomic.TEMP_MARK}b").write_text("partial")
+
+    def busy(path, *args, **kwargs):
+        raise OSError(errno.EBUSY, "busy", str(path))
+
+    monkeypatch.setattr(os, "rmdir", busy)
+    atomic.remove_stale_temporaries(tmp_path)
+    monkeypatch.undo()
+    assert os.listdir(str(tmp_path)) == [f".ir{atomic.TEMP_MARK}a"]
 
 
 def test_cleanup_of_a_missing_directory_does_nothing(tmp_path):
