@@ -17,17 +17,17 @@ from ds2ir.host import build as builds
 from ds2ir.host import doctor as doctors
 from ds2ir.host import matrix as matrices
 from ds2ir.host.docker import Docker, compose_environment, write_env_file
-from ds2ir.host.project import targets_file
+from ds2ir.host.project import Project
 from ds2ir.model.targets import Target
-from ds2ir.model.targets_file import TargetsFile, load_target
+from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner, quote
 
-PROJECT = Path(__file__).resolve().parent
-ARTIFACTS = PROJECT / "artifacts"
+#: this file's checkout: the tasks read and write its files, whichever checkout the package was installed from
+CHECKOUT = Path(__file__).resolve().parent
 
 HELP = {
     "target": "target name from targets.toml (default: its default_target)",
-    "artifacts": f"artifacts directory (default: {ARTIFACTS.relative_to(PROJECT)}/)",
+    "artifacts": "artifacts directory (default: artifacts/, or ds2ir.artifacts in invoke.yaml)",
     "force": "run every stage even when up to date",
     "dry_run": "print the commands without running them",
     "debug": "show Python tracebacks on errors",
@@ -56,24 +56,30 @@ def user_errors(debug: bool) -> Iterator[None]:
         raise Exit(f"ds2ir: error: {exc}", code=2)
 
 
-def _builder(target: Optional[str], artifacts: Optional[str], force: bool = False, dry_run: bool = False,
+def _project(c: Context, artifacts: Optional[str] = None) -> Project:
+    """This checkout's files: invoke's ``ds2ir`` settings (invoke.yaml beside this file) under the DS2IR_*
+    variables; ``artifacts``: a task's --artifacts."""
+    project = Project.of_checkout(CHECKOUT, dict(c.config.get("ds2ir", {})))
+    return project.with_artifacts(Path(artifacts) if artifacts else None)
+
+
+def _builder(project: Project, target: Optional[str], force: bool = False, dry_run: bool = False,
              offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> builds.Builder:
     docker = Docker.from_environment(Runner(dry_run=dry_run))
-    return builds.Builder(load_target(targets_file(), target, project=PROJECT), project=PROJECT,
-                          artifacts=Path(artifacts or ARTIFACTS).resolve(), docker=docker, force=force,
+    return builds.Builder(project.target(target), project=project, docker=docker, force=force,
                           offline=offline, trust_on_first_use=trust_on_first_use,
                           model=Path(model).resolve() if model else None)
 
 
-def _variants_of(target: Target) -> List[Target]:
+def _variants_of(project: Project, target: Target) -> List[Target]:
     """The other variants of a target in targets.toml (docs/variants.md)."""
-    return TargetsFile.load(targets_file(), project=PROJECT).variants_of(target)
+    return project.targets_file().variants_of(target)
 
 
-def _build(target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool, until: str,
-           offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> None:
+def _build(c: Context, target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool,
+           until: str, offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> None:
     with user_errors(debug):
-        builder = _builder(target, artifacts, force, dry_run, offline, trust_on_first_use, model)
+        builder = _builder(_project(c, artifacts), target, force, dry_run, offline, trust_on_first_use, model)
         timings = builder.build(until=until)
         ran = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) or "nothing (all up to date)"
         print(f"[{builder.target.name}] ran: {ran}; outputs in {builder.layout.target_dir}")
@@ -84,36 +90,38 @@ def build(c: Context, target: Optional[str] = None, artifacts: Optional[str] = N
           dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False,
           check: bool = False, model: Optional[str] = None) -> None:
     """Build the target end to end: checkpoint (or .pbmm), freeze, convert, IR-vs-TF check (skips what is up to date)."""
-    _build(target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use, model)
+    _build(c, target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use, model)
     if check:
         with user_errors(debug):
-            builder = _builder(target, artifacts)
-            manifest.check_outputs(PROJECT / manifest.LOCK_FILE_NAME, builder.target.name, builder.output_hashes())
-            print(f"[{builder.target.name}] outputs are bit-identical to {manifest.LOCK_FILE_NAME}")
+            project = _project(c, artifacts)
+            builder = _builder(project, target)
+            manifest.check_outputs(project.outputs_lock, builder.target.name, builder.output_hashes())
+            print(f"[{builder.target.name}] outputs are bit-identical to {project.outputs_lock.name}")
 
 
 @task(name="lock-outputs", help=_help("target", "artifacts", "debug"))
 def lock_outputs(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Record the target's current output hashes in outputs.lock.json (what `build --check` expects)."""
     with user_errors(debug):
-        builder = _builder(target, artifacts)
+        project = _project(c, artifacts)
+        builder = _builder(project, target)
         builder.build()
-        manifest.lock_outputs(PROJECT / manifest.LOCK_FILE_NAME, builder.target.name, builder.output_hashes())
-        print(f"[{builder.target.name}] recorded {len(builder.output_hashes())} output hashes in {manifest.LOCK_FILE_NAME}")
+        manifest.lock_outputs(project.outputs_lock, builder.target.name, builder.output_hashes())
+        print(f"[{builder.target.name}] recorded {len(builder.output_hashes())} output hashes in {project.outputs_lock.name}")
 
 
 @task(help=BUILD_HELP)
 def freeze(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
            dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Run the stages up to the frozen graph (artifacts/<target>/frozen/output_graph.pb)."""
-    _build(target, artifacts, force, dry_run, debug, "freeze", offline, trust_on_first_use)
+    _build(c, target, artifacts, force, dry_run, debug, "freeze", offline, trust_on_first_use)
 
 
 @task(help=BUILD_HELP)
 def convert(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
             dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Run the stages up to the IR (artifacts/<target>/ir/output_graph.{xml,bin})."""
-    _build(target, artifacts, force, dry_run, debug, "convert", offline, trust_on_first_use)
+    _build(c, target, artifacts, force, dry_run, debug, "convert", offline, trust_on_first_use)
 
 
 @task(iterable=["audio"], help={**_help("target", "artifacts", "debug"),
@@ -124,10 +132,12 @@ def verify(c: Context, target: Optional[str] = None, audio: Optional[list] = Non
            variants: bool = False, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Prove the IR: stream real audio through IR and TF with carried state, compare, decode; writes verify/report.{json,png}."""
     with user_errors(debug):
-        builder = _builder(target, artifacts)
-        recordings = [Path(a) for a in audio] if audio else builds.default_recordings(builder.layout, builder.target.architecture)
+        project = _project(c, artifacts)
+        builder = _builder(project, target)
+        recordings = ([Path(a) for a in audio] if audio else
+                      builds.default_recordings(project.recordings, builder.layout, builder.target.architecture))
         if variants:
-            others = [_builder(variant.name, artifacts) for variant in _variants_of(builder.target)]
+            others = [_builder(project, variant.name) for variant in _variants_of(project, builder.target)]
             comparison = builds.verify_variants([builder, *others], recordings, precision)
             print(comparison.read_text(), end="")
             return
@@ -157,7 +167,7 @@ def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str
                offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Transcribe a WAV file with the IR in the app image (greedy CTC, or beam search) and print the real-time factor."""
     with user_errors(debug):
-        builder = _builder(target, artifacts, offline=offline, trust_on_first_use=trust_on_first_use)
+        builder = _builder(_project(c, artifacts), target, offline=offline, trust_on_first_use=trust_on_first_use)
         scorer_file = builder.release_scorer() if scorer == "release" else Path(scorer).resolve() if scorer else None
         print(builder.transcribe(
             Path(audio).resolve(), device=device, precision=precision, scorer=scorer_file,
@@ -180,13 +190,15 @@ def package_scorer(c: Context, lm: str, vocabulary: str, output: str, target: Op
     """
     from ds2ir.stages import cli
 
+    with user_errors(debug):
+        project = _project(c, artifacts)
     argv = ["--debug"] if debug else []
-    argv += ["package-scorer", "--artifacts", str(Path(artifacts or ARTIFACTS).resolve()), "--lm", str(Path(lm).resolve()),
+    argv += ["package-scorer", "--artifacts", str(project.artifacts), "--lm", str(Path(lm).resolve()),
              "--vocabulary", str(Path(vocabulary).resolve()), "--output", str(Path(output).resolve())]
     argv += ["--target", target] if target else []
     argv += ["--default-alpha", default_alpha] if default_alpha is not None else []
     argv += ["--default-beta", default_beta] if default_beta is not None else []
-    cli.main(argv, targets=targets_file())
+    cli.main(argv, targets=project.targets)
 
 
 @task(help={**_help("target", "artifacts", "debug"),
@@ -199,9 +211,11 @@ def bench(c: Context, target: Optional[str] = None, audio: Optional[str] = None,
     from ds2ir.host.bench import Bench
 
     with user_errors(debug):
-        builder = _builder(target, artifacts)
-        variants = [_builder(variant.name, artifacts) for variant in _variants_of(builder.target)]
-        recording = Path(audio) if audio else builds.default_recordings(builder.layout, builder.target.architecture)[0]
+        project = _project(c, artifacts)
+        builder = _builder(project, target)
+        variants = [_builder(project, variant.name) for variant in _variants_of(project, builder.target)]
+        recording = (Path(audio) if audio else
+                     builds.default_recordings(project.recordings, builder.layout, builder.target.architecture)[0])
         report = Bench(builder, variants=variants, audio=recording.resolve(), repeat=repeat, cold=cold).run()
         print(report.read_text(), end="")
 
@@ -214,21 +228,22 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
                  import_: Optional[str] = None, url: Optional[str] = None, source: bool = False, debug: bool = False) -> None:
     """Download release assets into the cache (verified against assets.lock.toml), or --import one."""
     with user_errors(debug):
-        lock = fetch.default_lock_path()
+        project = _project(c)
+        lock, cache = project.assets_lock, project.cache
         if import_:
-            print(fetch.import_file(Path(import_), url, lock_path=lock, trust_on_first_use=trust_on_first_use))
+            print(fetch.import_file(Path(import_), url, lock_path=lock, cache=cache, trust_on_first_use=trust_on_first_use))
             return
-        release = load_target(targets_file(), target).release
-        weights = release.model_url if load_target(targets_file(), target).checkpoint == "pbmm" else release.checkpoint_url
-        for asset in [url for url in (weights, release.source_url if source else None) if url]:
-            print(fetch.fetch(asset, lock_path=lock, offline=offline, trust_on_first_use=trust_on_first_use))
+        chosen = load_target(project.targets, target)
+        weights = chosen.release.model_url if chosen.checkpoint == "pbmm" else chosen.release.checkpoint_url
+        for asset in [url for url in (weights, chosen.release.source_url if source else None) if url]:
+            print(fetch.fetch(asset, lock_path=lock, cache=cache, offline=offline, trust_on_first_use=trust_on_first_use))
 
 
 @task(help=_help("target", "dry_run", "debug"))
 def images(c: Context, target: Optional[str] = None, dry_run: bool = False, debug: bool = False) -> None:
     """Build the target's freeze and convert images (tagged by their content)."""
     with user_errors(debug):
-        builder = _builder(target, None, dry_run=dry_run)
+        builder = _builder(_project(c), target, dry_run=dry_run)
         builder.docker.preflight()
         for stage, tag in builder.images().items():
             print(f"{stage}: {tag}")
@@ -237,7 +252,9 @@ def images(c: Context, target: Optional[str] = None, dry_run: bool = False, debu
 @task(help=_help("artifacts"))
 def doctor(c: Context, artifacts: Optional[str] = None) -> None:
     """Check what builds need (Docker client and daemon, compose, base images, disk space, write access); print a checklist."""
-    checks = doctors.run_checks(Docker.from_environment(Runner(echo_output=False)), Path(artifacts or ARTIFACTS).resolve(), project=PROJECT)
+    with user_errors(False):
+        project = _project(c, artifacts)
+    checks = doctors.run_checks(Docker.from_environment(Runner(echo_output=False)), project)
     print(doctors.render(checks))
     if any(item.blocks for item in checks):
         raise Exit("ds2ir: error: 'invoke doctor' found problems that stop a build (marked FAIL above).", code=1)
@@ -247,8 +264,9 @@ def doctor(c: Context, artifacts: Optional[str] = None) -> None:
 def clean(c: Context, target: Optional[list] = None, artifacts: Optional[str] = None) -> None:
     """Remove the target directories ds2ir built under artifacts/, nothing else (images stay; `docker image prune` removes those)."""
     with user_errors(False):
-        root = Path(artifacts or ARTIFACTS).resolve()
-        removed = builds.clean(root, target or [], known=TargetsFile.load(targets_file()).names)
+        project = _project(c, artifacts)
+        root = project.artifacts
+        removed = builds.clean(root, target or [], known=project.targets_file(check_files=False).names)
         for path in removed:
             print(f"removed {path}")
         if not removed:
@@ -268,7 +286,7 @@ def base_images(c: Context, python_root: Optional[str] = None, mirror: Optional[
     with user_errors(debug):
         docker = Docker.from_environment(Runner())
         docker.preflight()
-        targets = TargetsFile.load(targets_file())
+        targets = _project(c).targets_file(check_files=False)
         public = [image.base_image for image in targets.images.values()]
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ds2ir" / "base-images"
         built = baseimages.build_offline_base_images(
@@ -284,14 +302,15 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
     with user_errors(debug):
         docker = Docker.from_environment(Runner())
         docker.preflight()
-        chosen = load_target(targets_file(), target, project=PROJECT)
+        project = _project(c)
+        chosen = project.target(target)
         public = (chosen.freeze_image.base_image, chosen.convert_image.base_image)
         env = compose_environment(chosen, {image: docker.resolve_base_image(image) for image in public})
-        env.update(DS2IR_UID=str(os.getuid()), DS2IR_GID=str(os.getgid()))
-        ARTIFACTS.mkdir(exist_ok=True)
+        env.update(DS2IR_UID=str(os.getuid()), DS2IR_GID=str(os.getgid()), DS2IR_ARTIFACTS=str(project.artifacts))
+        project.artifacts.mkdir(exist_ok=True)
         compose = docker.compose_command()
-        docker.runner.run([*compose, "up", "--build"], step="compose up", env=env, cwd=PROJECT)
-        codes = docker.compose_exit_codes(compose, cwd=PROJECT, env=env)
+        docker.runner.run([*compose, "up", "--build"], step="compose up", env=env, cwd=project.root)
+        codes = docker.compose_exit_codes(compose, cwd=project.root, env=env)
         failed = {service: code for service, code in codes.items() if code != 0}
         if failed:
             raise Exit(f"ds2ir: error: compose services failed (exit codes {failed}); their logs are above.", code=2)
@@ -301,8 +320,9 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
 def compose_env(c: Context, debug: bool = False) -> None:
     """Regenerate .env (what plain `docker compose up` reads) from targets.toml's default target."""
     with user_errors(debug):
-        write_env_file(PROJECT / ".env", load_target(targets_file()))
-        print(f"wrote {PROJECT / '.env'}")
+        project = _project(c)
+        write_env_file(project.root / ".env", load_target(project.targets))
+        print(f"wrote {project.root / '.env'}")
 
 
 @task(iterable=["targets"], help={"targets": "a target to build (repeatable; default: `matrix` in targets.toml)",
@@ -314,20 +334,21 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
            list_: bool = False, format_: str = "text", check: bool = False, jobs: int = 1, debug: bool = False) -> None:
     """Build a set of targets, then tabulate versions, image sizes, times, IR hashes, IR-vs-TF error and IR loads."""
     with user_errors(debug):
-        chosen = TargetsFile.load(targets_file(), project=PROJECT)
+        project = _project(c, artifacts)
+        chosen = project.targets_file()
         cells = [chosen.target(name) for name in (targets or chosen.matrix)]
         if list_:
             if format_ not in ("text", "github"):
                 raise ConfigError(f"--format must be text or github, not '{format_}'.")
             print(matrices.github_matrix(cells) if format_ == "github" else "\n".join(t.name for t in cells))
             return
-        root = Path(artifacts or ARTIFACTS).resolve()
+        root = project.artifacts
         docker = Docker.from_environment(Runner())
         docker.preflight()
         result = matrices.run(
-            cells, docker=docker, artifacts=root, project=PROJECT,
-            make_builder=lambda target, engine: builds.Builder(target, project=PROJECT, artifacts=root, docker=engine, force=force),
-            locked=manifest.read_lock(PROJECT / manifest.LOCK_FILE_NAME) if check else None, jobs=jobs,
+            cells, docker=docker, project=project,
+            make_builder=lambda target, engine: builds.Builder(target, project=project, docker=engine, force=force),
+            locked=manifest.read_lock(project.outputs_lock) if check else None, jobs=jobs,
         )
         print((root / matrices.MATRIX_DIR / "matrix.md").read_text())
     if not result["passed"]:
@@ -340,7 +361,7 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
 def matrix_gather(c: Context, cells: Optional[list] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Gather the cells that separate runners built (the matrix workflow) into one matrix table."""
     with user_errors(debug):
-        out = Path(artifacts or ARTIFACTS).resolve() / matrices.MATRIX_DIR
+        out = _project(c, artifacts).artifacts / matrices.MATRIX_DIR
         result = matrices.gather([Path(d) for d in cells or []], out)
         print((out / "matrix.md").read_text())
     if not result["passed"]:
@@ -352,7 +373,8 @@ def matrix_gather(c: Context, cells: Optional[list] = None, artifacts: Optional[
 def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
     """Compile the hashed locks (locks/*.txt) of the images and the host with uv, from locks/*.in and pyproject.toml."""
     with user_errors(debug):
-        for path in locks.compile_locks(Runner(), PROJECT, TargetsFile.load(targets_file()), upgrade=upgrade):
+        project = _project(c)
+        for path in locks.compile_locks(Runner(), project.root, project.targets_file(check_files=False), upgrade=upgrade):
             print(f"wrote {path}")
 
 
@@ -373,12 +395,13 @@ def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = N
                               f"e.g. --input \"targets=synthetic-small synthetic-small-tf1.15.2\".")
         inputs = dict(item.partition("=")[::2] for item in input_ or [])
         runner = Runner()
-        for path in ci.lint(PROJECT, runner):
-            print(f"valid: {path.relative_to(PROJECT)}")
+        project = _project(c)
+        for path in ci.lint(project.root, runner):
+            print(f"valid: {path.relative_to(project.root)}")
         if lint_only:
             return
-        log_path = Path(log) if log else ARTIFACTS / ci.CI_DIR / f"{Path(workflow).stem}.log"
-        ci.run_job(PROJECT, str(ci.WORKFLOWS_DIR / workflow), log_path, runner, event=event, job=job, inputs=inputs)
+        log_path = Path(log) if log else project.artifacts / ci.CI_DIR / f"{Path(workflow).stem}.log"
+        ci.run_job(project.root, str(ci.WORKFLOWS_DIR / workflow), log_path, runner, event=event, job=job, inputs=inputs)
         print(f"act: {workflow} ({event}{', job ' + job if job else ''}) succeeded; its log is {log_path}")
 
 
@@ -394,9 +417,9 @@ def test(c: Context, unit: bool = False, k: Optional[str] = None, coverage: bool
         return
     from ds2ir.host import testcoverage
 
-    directory = PROJECT / ".coverage-run"
+    directory = CHECKOUT / ".coverage-run"
     with user_errors(False):
-        env = testcoverage.prepare(directory, PROJECT)
+        env = testcoverage.prepare(directory, CHECKOUT)
     result = c.run(quote(args), pty=False, env=env, warn=True)
     print(testcoverage.report(directory), end="")
     if result.exited:
@@ -411,7 +434,7 @@ def test(c: Context, unit: bool = False, k: Optional[str] = None, coverage: bool
 def mutate(c: Context, module: Optional[list] = None, tests: Optional[list] = None, only: Optional[list] = None) -> None:
     """Mutation testing (mutmut) of the modules that gate correctness and safety; prints the score and survivors."""
     with user_errors(False):
-        result = mutation.run(PROJECT, module or list(mutation.GATE_MODULES), tests=tests or [], only=only or [])
+        result = mutation.run(CHECKOUT, module or list(mutation.GATE_MODULES), tests=tests or [], only=only or [])
     for survivor in result["survivors"]:
         print(survivor)
     print(json.dumps({key: result[key] for key in ("modules", "stats", "score")}, sort_keys=True))

@@ -11,9 +11,9 @@ from typing import Dict, List, Optional
 
 from ds2ir.host.docker import Docker
 from ds2ir.host.fetch import LockEntry, write_lock
-from ds2ir.host.project import targets_file
 from ds2ir.model.layout import TARGETS_ENV
 from ds2ir.model.targets_file import load_target
+from tests._support.checkout import targets_file
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 
-from ds2ir.host.project import targets_file
 from ds2ir.model.architecture import LSTM_SCOPE
 from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
 from ds2ir.model.targets_file import load_target
+from tests._support.checkout import targets_file
 from tests.e2e.helpers import PROJECT, invoke, last_json, stage_command
 
 LSTM = LSTM_SCOPE

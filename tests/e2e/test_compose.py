@@ -8,9 +8,9 @@ import subprocess
 import pytest
 
 from ds2ir.host.docker import compose_environment
-from ds2ir.host.project import targets_file
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets_file import load_target
+from tests._support.checkout import targets_file
 from tests.e2e.helpers import PROJECT
 
 COMPOSE_COMMANDS = {"v1": ["docker-compose"], "v2": ["docker", "compose"]}

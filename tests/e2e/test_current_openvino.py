@@ -7,12 +7,12 @@ import json
 import pytest
 
 from ds2ir.host.manifest import LOCK_FILE_NAME
-from ds2ir.host.project import project_root
 from ds2ir.model.layout import ArtifactLayout
+from tests._support.checkout import CHECKOUT
 from tests.e2e.helpers import invoke, last_json, stage_command
 
 CELLS = ("synthetic-small-ovc", "synthetic-small-convert-model", "synthetic-small-int8-ov2026.4", "synthetic-small-ov2026.4")
-WAV = project_root() / "data" / "LDC93S1.wav"
+WAV = CHECKOUT / "data" / "LDC93S1.wav"
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,6 @@ def test_todays_tf_frontend_gives_mo_2024_6s_weights(matrix):
     _, result = matrix
     cell = next(cell for cell in result["cells"] if cell["target"] == "synthetic-small-ov2026.4")
     assert cell["passed"] and cell["converter"] == "tf-frontend" and cell["versions"]["openvino"] == "2026.4.1"
-    locked = json.loads((project_root() / LOCK_FILE_NAME).read_text())["synthetic-small"]
+    locked = json.loads((CHECKOUT / LOCK_FILE_NAME).read_text())["synthetic-small"]
     assert cell["hashes"]["ir/output_graph.bin"] == locked["ir/output_graph.bin"]
     assert cell["hashes"]["frozen/output_graph.pb"] == locked["frozen/output_graph.pb"]

@@ -206,7 +206,7 @@ def test_base_image_that_cannot_be_pulled_offline_fails_before_any_work(tmp_path
                     env={TARGETS_ENV: str(targets)}, check=False)
     assert_clean_error(
         result, "The base image ds2ir-test-nowhere/python:3.7-slim of image 'freeze-nowhere' "
-                f"({targets}: [images.\"freeze-nowhere\"].base_image) is not on this host, has no offline stand-in",
+                "([images.\"freeze-nowhere\"].base_image of the targets file) is not on this host, has no offline stand-in",
         "cannot be pulled", "invoke base-images")
     assert "Step 1/" not in result.stdout and "docker run" not in result.stdout  # nothing built or run
     assert not (tmp_path / "a" / "nowhere-small").exists()

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from ds2ir.errors import ContainerError
-from ds2ir.host.project import recordings_dir
 from ds2ir.model.fault_injection import ENV
 from ds2ir.model.layout import ArtifactLayout
+from tests._support.checkout import DATA
 from tests.e2e.helpers import invoke, stage_command
 
 TARGET = "synthetic-small"
@@ -90,7 +90,7 @@ def test_reference_on_another_openblas_core_keeps_the_gate(docker, gates, monkey
 @pytest.mark.parametrize("fault, reason", [("weight", GATE_LINE), ("features", r"features \|numpy - TF ops\| [0-9.e+-]+ > 0\.0001")])
 def test_verify_fails_a_wrong_ir_and_wrong_features(gates, fault, reason):
     invoke("build", "--target", TARGET, "--artifacts", str(gates["artifacts"]))  # good again after the direct checks above
-    result = invoke("verify", "--target", TARGET, "--audio", str(recordings_dir() / "LDC93S1.wav"),
+    result = invoke("verify", "--target", TARGET, "--audio", str(DATA / "LDC93S1.wav"),
                     "--artifacts", str(gates["artifacts"]), env={ENV: fault}, check=False)
     assert result.returncode != 0 and "does not match TensorFlow" in result.stdout
     assert re.search(reason, result.stdout), result.stdout[-3000:]

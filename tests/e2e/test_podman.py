@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from ds2ir.host.docker import Docker
-from ds2ir.host.project import targets_file
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
+from tests._support.checkout import targets_file
 from tests._support.engines import copy_image
 from tests.e2e.helpers import PROJECT, invoke
 

@@ -6,9 +6,9 @@ import hashlib
 import pytest
 
 from ds2ir.errors import ContainerError
-from ds2ir.host.project import targets_file
 from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
 from ds2ir.model.targets_file import load_target
+from tests._support.checkout import targets_file
 from tests.e2e.helpers import PROJECT, invoke
 
 

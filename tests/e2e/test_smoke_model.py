@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from ds2ir.host.project import project_root, recordings_dir
 from ds2ir.model.decode import cer
 from ds2ir.model.layout import ArtifactLayout
+from tests._support.checkout import CHECKOUT, DATA
 from tests.e2e.helpers import invoke
 
 SENTENCE = "she had your dark suit in greasy wash water all year"
@@ -31,7 +31,7 @@ def trained(tmp_path_factory):
 def test_the_build_matches_the_locked_outputs(smoke):
     """The smoke_build fixture ran `invoke build --check`: every output has outputs.lock.json's bytes."""
     manifest = json.loads((ArtifactLayout(smoke, "ldc93s1-smoke").target_dir / "manifest.json").read_text())
-    locked = json.loads((project_root() / "outputs.lock.json").read_text())["ldc93s1-smoke"]
+    locked = json.loads((CHECKOUT / "outputs.lock.json").read_text())["ldc93s1-smoke"]
     assert manifest["outputs"] == locked and {"frozen/output_graph.pb", "ir/output_graph.bin"} <= set(locked)
 
 
@@ -43,7 +43,7 @@ def test_training_reaches_the_sentence(trained):
 
 
 def test_ir_transcribes_ldc93s1_exactly(smoke):
-    result = invoke("transcribe", str(recordings_dir() / "LDC93S1.wav"), "--target", "ldc93s1-smoke",
+    result = invoke("transcribe", str(DATA / "LDC93S1.wav"), "--target", "ldc93s1-smoke",
                     "--artifacts", str(smoke))
     assert result.stdout.strip().splitlines()[-2] == SENTENCE
 

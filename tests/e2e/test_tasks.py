@@ -18,11 +18,11 @@ import pytest
 from ds2ir.errors import ContainerError
 from ds2ir.host.build import TARGET_MARK
 from ds2ir.host.manifest import output_files
-from ds2ir.host.project import recordings_dir, targets_file
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.model.verify import tolerance_for
 from ds2ir.stages.convert import STAGING, mo_command
+from tests._support.checkout import DATA, targets_file
 from tests.e2e.helpers import PROJECT, invoke, last_json
 from tests.e2e.workspace import STAGES, TARGET, checkout_copy, ran
 
@@ -163,7 +163,7 @@ def test_lock_outputs_records_the_built_hashes(space, tmp_path):
 
 
 def test_verify_and_transcribe_at_bf16_on_a_named_device(space):
-    recording = recordings_dir() / "LDC93S1.wav"
+    recording = DATA / "LDC93S1.wav"
     space.build("--precision", "bf16", "--audio", str(recording), task="verify")
     report = json.loads((space.layout.verify_dir / "report.json").read_text())
     assert report["inference_precision"] == "bf16" and report["passed"] is True

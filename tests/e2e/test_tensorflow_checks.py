@@ -9,8 +9,8 @@ import textwrap
 from pathlib import Path
 
 from ds2ir.host.docker import Docker
-from ds2ir.host.project import targets_file
 from ds2ir.model.targets_file import load_target
+from tests._support.checkout import targets_file
 from tests.e2e.helpers import PROJECT, last_json
 
 LDC93S1_TEXT = "she had your dark suit in greasy wash water all year"

@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from ds2ir.host.project import project_root
 from ds2ir.model.decode import cer
 from ds2ir.runner import Runner
 from tests._support import kenlm
+from tests._support.checkout import CHECKOUT
 from tests.e2e.helpers import invoke
 
 SENTENCE = "she had your dark suit in greasy wash water all year"
-WAV = project_root() / "data" / "LDC93S1.wav"  # what ldc93s1-smoke trains on
+WAV = CHECKOUT / "data" / "LDC93S1.wav"  # what ldc93s1-smoke trains on
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from ds2ir.host.project import recordings_dir
 from ds2ir.model.layout import ArtifactLayout
+from tests._support.checkout import DATA
 from tests.e2e.helpers import invoke, last_json, stage_command
 
 
@@ -55,7 +55,7 @@ def test_int8_weights_are_smaller_and_close(variants):
 
 
 def test_verify_variants_puts_every_variant_next_to_tf_on_real_speech(variants):
-    recording = recordings_dir() / "LDC93S1.wav"
+    recording = DATA / "LDC93S1.wav"
     result = invoke("verify", "--target", "synthetic-small", "--variants", "--audio", str(recording),
                     "--artifacts", str(variants))
     comparison = json.loads((ArtifactLayout(variants, "synthetic-small").verify_dir / "variants.json").read_text())

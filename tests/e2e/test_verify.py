@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from ds2ir.host.project import recordings_dir
 from ds2ir.model.layout import ArtifactLayout
+from tests._support.checkout import DATA
 from tests.e2e.helpers import invoke
 
 RECORDINGS = ["LDC93S1.wav", "LDC93S1_pcms16le_1_8000.wav", "LDC93S1_pcms16le_2_44100.wav"]
@@ -14,8 +14,8 @@ RECORDINGS = ["LDC93S1.wav", "LDC93S1_pcms16le_1_8000.wav", "LDC93S1_pcms16le_2_
 
 @pytest.fixture(scope="module")
 def verified(full_build):
-    if not all((recordings_dir() / name).is_file() for name in RECORDINGS):
-        pytest.fail(f"the recordings shipped in data/ are missing from {recordings_dir()}")
+    if not all((DATA / name).is_file() for name in RECORDINGS):
+        pytest.fail(f"the recordings shipped in data/ are missing from {DATA}")
     result = invoke("verify", "--target", "synthetic-0.8.2", "--artifacts", str(full_build["artifacts"]))
     layout = ArtifactLayout(full_build["artifacts"], "synthetic-0.8.2")
     return json.loads((layout.verify_dir / "report.json").read_text()), layout, result.stdout
@@ -48,7 +48,7 @@ def test_verify_writes_a_plot(verified):
 def test_transcribe_prints_what_tf_decodes(verified, full_build):
     report, _, _ = verified
     expected = next(e["transcripts"]["tf"] for e in report["files"].values() if e["source"].endswith("/LDC93S1.wav"))
-    result = invoke("transcribe", str(recordings_dir() / "LDC93S1.wav"), "--target", "synthetic-0.8.2",
+    result = invoke("transcribe", str(DATA / "LDC93S1.wav"), "--target", "synthetic-0.8.2",
                     "--artifacts", str(full_build["artifacts"]))
     lines = result.stdout.strip().splitlines()
     stats = json.loads(lines[-1])

@@ -8,28 +8,28 @@ import pytest
 from ds2ir.errors import ConfigError, DecoderError, MissingInputError
 from ds2ir.host import build
 from ds2ir.host.docker import Docker
-from ds2ir.host.project import project_root, targets_file
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner
+from tests._support.checkout import CHECKOUT, project, targets_file
 
 
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "targets.toml"
-    path.write_text((project_root() / "targets.toml").read_text() + text)
+    path.write_text((CHECKOUT / "targets.toml").read_text() + text)
     return path
 
 
 def test_targets_transcribe_in_the_app_image_with_the_decoder():
     target = load_target(targets_file(), "ldc93s1-smoke-int8")
     assert target.application_image.name == "app-ov2025.3" and target.application_image.stage == "app"
-    lock = (project_root() / target.application_image.lock).read_text()
+    lock = (CHECKOUT / target.application_image.lock).read_text()
     assert "ds-ctcdecoder==0.9.3" in lock and "openvino==2025.3.0" in lock and "numpy==1.26.4" in lock
 
 
 def test_the_2024_6_application_image_stays_a_target():
     target = load_target(targets_file(), "synthetic-small-app-ov2024.6")
     assert target.application_image.name == "app-ov2024.6" and target.application_image.python == "3.9"
-    assert "openvino==2024.6.0" in (project_root() / target.application_image.lock).read_text()
+    assert "openvino==2024.6.0" in (CHECKOUT / target.application_image.lock).read_text()
     assert load_target(targets_file(), "deepspeech-0.8.2-app-ov2024.6").application_image.name == "app-ov2024.6"
 
 
@@ -65,7 +65,7 @@ def wav(tmp_path) -> Path:
 
 
 def _builder(target, tmp_path) -> build.Builder:
-    return build.Builder(target, project=project_root(), artifacts=tmp_path / "artifacts",
+    return build.Builder(target, project=project(tmp_path / "artifacts"),
                          docker=Docker(Runner(dry_run=True, say=lambda message: None)))
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from ds2ir.errors import CommandError, MissingInputError
 from ds2ir.host import ci, matrix
-from ds2ir.host.project import targets_file
 from ds2ir.model.targets_file import TargetsFile
 from ds2ir.runner import Runner
+from tests._support.checkout import targets_file
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -3,11 +3,11 @@ from pathlib import Path
 import pytest
 
 from ds2ir.errors import ConfigError
-from ds2ir.host.project import project_root, targets_file
 from ds2ir.model.architecture import Alphabet
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.stages.convert import mo_arguments
+from tests._support.checkout import CHECKOUT, targets_file
 
 SEED_INPUT = "input_lengths->[16],input_node[1 16 19 26],previous_state_h[1 2048],previous_state_c[1 2048]"
 SEED_OUTPUT = (
@@ -49,7 +49,7 @@ def test_release_architecture():
 def test_ldc93s1_smoke_builds_from_the_shipped_checkpoint_and_its_train_target_trains():
     smoke, train = load_target(targets_file(), "ldc93s1-smoke"), load_target(targets_file(), "ldc93s1-smoke-train")
     assert (smoke.checkpoint, smoke.training) == ("checkout", None)
-    assert (project_root() / smoke.checkpoint_path / "best_dev-300.index").is_file()
+    assert (CHECKOUT / smoke.checkpoint_path / "best_dev-300.index").is_file()
     assert train.checkpoint == "trained" and train.training.epochs == 300 and train.checkpoint_path is None
     assert load_target(targets_file(), "ldc93s1-smoke-fast").checkpoint_path == smoke.checkpoint_path
 
@@ -61,7 +61,7 @@ def test_extends_inherits_and_overrides():
 
 
 def _write(tmp_path: Path, text: str) -> Path:
-    original = (project_root() / "targets.toml").read_text()
+    original = (CHECKOUT / "targets.toml").read_text()
     path = tmp_path / "targets.toml"
     path.write_text(original + text)
     return path
@@ -114,7 +114,7 @@ def test_invalid_toml_names_the_file(tmp_path):
     ('python = "3.7"', "python = 3.7", "images.freeze-tf1.15.5.python"),
 ])
 def test_bad_image_lock_or_python_is_refused(tmp_path, old, new, key):
-    text = (project_root() / "targets.toml").read_text()
+    text = (CHECKOUT / "targets.toml").read_text()
     assert old in text
     path = tmp_path / "targets.toml"
     path.write_text(text.replace(old, new))
@@ -200,7 +200,7 @@ def test_bad_exporter_converter_or_checkpoint_source_names_the_key(tmp_path, tex
 
 def test_matrix_lists_defined_targets(tmp_path):
     assert "synthetic-0.8.2-ov2022.3" in TargetsFile.load(targets_file()).matrix
-    text = (project_root() / "targets.toml").read_text().replace('"synthetic-0.8.2",', '"synthetic-0.8.9",', 1)
+    text = (CHECKOUT / "targets.toml").read_text().replace('"synthetic-0.8.2",', '"synthetic-0.8.9",', 1)
     path = tmp_path / "targets.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match="'synthetic-0.8.9' is not a target") as excinfo:
@@ -246,12 +246,12 @@ def test_every_value_is_range_checked_at_load_with_key_file_and_range(tmp_path, 
      'source_url = "https://x/\\nX"', None, "http(s) URL without spaces"),
 ])
 def test_image_and_release_values_are_checked(tmp_path, old, new, key, message):
-    text = (project_root() / "targets.toml").read_text()
+    text = (CHECKOUT / "targets.toml").read_text()
     assert old in text
     path = tmp_path / "targets.toml"
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(ConfigError) as excinfo:
-        TargetsFile.load(path, project=project_root())
+        TargetsFile.load(path, project=CHECKOUT)
     assert message in str(excinfo.value)
     if key:
         assert f"[images.freeze-tf1.15.5.{key}]" in str(excinfo.value)

@@ -7,9 +7,9 @@ import types
 import pytest
 
 from ds2ir.errors import ConverterError
-from ds2ir.host.project import targets_file
 from ds2ir.model.targets_file import load_target
 from ds2ir.stages import convert
+from tests._support.checkout import targets_file
 
 
 def _openvino_release(monkeypatch, passes):  # type: ignore[no-untyped-def]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ds2ir.host.project import targets_file
 from ds2ir.model.targets_file import load_target
 from ds2ir.stages.freeze import coqui
+from tests._support.checkout import targets_file
 
 
 def test_export_command_asks_for_the_frozen_graph_with_the_targets_architecture():

@@ -9,9 +9,9 @@ import pytest
 from ds2ir.errors import ConfigError
 from ds2ir.host.docker import render_env_file
 from ds2ir.host.engines import bind_mount
-from ds2ir.host.project import targets_file
 from ds2ir.model.layout import TARGETS_ENV
 from ds2ir.model.targets_file import TargetsFile, load_target
+from tests._support.checkout import targets_file
 
 
 def test_bind_mounts_quote_commas_colons_and_quotes_as_one_field() -> None:

@@ -12,9 +12,9 @@ import pytest
 from ds2ir.errors import CommandError, ConfigError, DockerUnavailableError, MissingInputError
 from ds2ir.host import docker as docker_module
 from ds2ir.host.docker import Docker
-from ds2ir.host.project import targets_file
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
+from tests._support.checkout import targets_file
 
 PROJECT = Path(__file__).resolve().parents[2]
 

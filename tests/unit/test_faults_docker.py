@@ -15,10 +15,10 @@ import pytest
 
 from ds2ir.errors import ConfigError, DockerUnavailableError
 from ds2ir.host.docker import TIMEOUT_ENV, Docker
-from ds2ir.host.project import targets_file
 from ds2ir.model.targets import DEFAULT_STAGE_TIME_LIMIT
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner
+from tests._support.checkout import targets_file
 from tests.e2e.helpers import PROJECT
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from ds2ir import atomic
 from ds2ir.errors import ContainerError, StorageError
+from tests._support.checkout import targets_file
 from tests._support.faults import fill, remount_read_only, tmpfs
 
 
@@ -59,13 +60,13 @@ def test_compose_env_that_cannot_be_written_whole_leaves_the_previous_env(tmp_pa
     """A write cut short (here: a file-size limit) must not leave compose a half-written .env."""
     env_file = tmp_path / ".env"
     env_file.write_text("DS2IR_TARGET=previous\n")
-    script = ("import sys; from pathlib import Path; from ds2ir.model.targets_file import load_target; from ds2ir.host.project import targets_file; "
-              "from ds2ir.host.docker import write_env_file; write_env_file(Path(sys.argv[1]), load_target(targets_file(), 'synthetic-small'))")
+    script = ("import sys; from pathlib import Path; from ds2ir.model.targets_file import load_target; "
+              "from ds2ir.host.docker import write_env_file; write_env_file(Path(sys.argv[1]), load_target(Path(sys.argv[2]), 'synthetic-small'))")
 
     def limit_file_size() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
 
-    result = subprocess.run([sys.executable, "-c", script, str(env_file)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", script, str(env_file), str(targets_file())], capture_output=True, text=True,
                             preexec_fn=limit_file_size)
     assert result.returncode != 0 and "File too large" in result.stderr
     assert env_file.read_text() == "DS2IR_TARGET=previous\n"

@@ -24,7 +24,6 @@ from ds2ir.host.fetch import (
     LockEntry,
     asset_name,
     cache_path,
-    default_cache_dir,
     fetch,
     import_file,
     read_lock,
@@ -367,18 +366,6 @@ def test_repository_lock_lists_the_release_assets() -> None:
     entries = read_lock(Path(__file__).resolve().parents[2] / "assets.lock.toml")
     assert "https://github.com/mozilla/DeepSpeech/releases/download/v0.8.2/deepspeech-0.8.2-checkpoint.tar.gz" in entries
     assert "https://github.com/mozilla/DeepSpeech/archive/v0.8.2.tar.gz" in entries
-
-
-def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DS2IR_CACHE", str(tmp_path / "explicit"))
-    assert default_cache_dir() == tmp_path / "explicit"
-    monkeypatch.delenv("DS2IR_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "ds2ir"
-    monkeypatch.setenv("XDG_CACHE_HOME", "relative/is/ignored")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_cache_dir() == tmp_path / "home" / ".cache" / "ds2ir"
-    assert cache_path("https://x.invalid/a.tar.gz").parent.parent == default_cache_dir()
 
 
 def test_asset_names_are_safe() -> None:

@@ -11,11 +11,11 @@ import pytest
 from ds2ir.errors import ConfigError
 from ds2ir.host import locks
 from ds2ir.host.docker import Docker, compose_environment
-from ds2ir.host.project import project_root, targets_file
 from ds2ir.model.targets_file import TargetsFile, load_target, tomllib
 from ds2ir.runner import Runner
+from tests._support.checkout import CHECKOUT, targets_file
 
-PROJECT = project_root()
+PROJECT = CHECKOUT
 TARGETS = TargetsFile.load(PROJECT / "targets.toml")
 IMAGES = sorted(TARGETS.images.values(), key=lambda image: image.name)
 LOCK_FILES = sorted({image.lock for image in IMAGES} | {locks.HOST_LOCK})

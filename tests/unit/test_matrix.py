@@ -9,10 +9,11 @@ from typing import Dict, List, Optional
 from ds2ir import atomic
 from ds2ir.errors import ContainerError, MissingInputError
 from ds2ir.host import matrix
-from ds2ir.host.project import targets_file
+from ds2ir.host.project import Project
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets import Target
 from ds2ir.model.targets_file import load_target
+from tests._support.checkout import targets_file
 
 
 class FakeRunner:
@@ -92,10 +93,15 @@ class FakeBuilder:
         return {"freeze": 10.0}
 
 
+def _project(root: Path) -> Project:
+    """A project at ``root`` writing its artifacts there too."""
+    return Project.of_checkout(root, {"artifacts": "."}, environ={})
+
+
 def _run(tmp_path: Path, builders: Dict[str, dict], docker: FakeDocker) -> dict:
     targets = [load_target(targets_file(), name) for name in builders]
     return matrix.run(targets, make_builder=lambda t, d: FakeBuilder(t, tmp_path, **builders[t.name]), docker=docker,  # type: ignore
-                      artifacts=tmp_path, project=tmp_path)
+                      project=_project(tmp_path))
 
 
 def test_cells_come_from_the_build_records(tmp_path):
@@ -147,7 +153,7 @@ def test_check_fails_a_cell_whose_outputs_differ_from_the_lock_and_passes_a_matc
     locked = {"synthetic-small": built, "synthetic-small-ov2022.3": dict(built, **{"ir/output_graph.bin": "d" * 64})}
     targets = [load_target(targets_file(), name) for name in ("synthetic-small", "synthetic-small-ov2022.3", "synthetic-small-tf1.15.2")]
     result = matrix.run(targets, make_builder=lambda t, d: FakeBuilder(t, tmp_path), docker=FakeDocker(),  # type: ignore
-                        artifacts=tmp_path, project=tmp_path, locked=locked)
+                        project=_project(tmp_path), locked=locked)
     cells = {cell["target"]: cell for cell in result["cells"]}
     assert (cells["synthetic-small"]["lock"], cells["synthetic-small"]["passed"]) == ("bit-identical", True)
     assert (cells["synthetic-small-ov2022.3"]["lock"], cells["synthetic-small-ov2022.3"]["passed"]) == ("differs", False)
@@ -161,7 +167,7 @@ def test_jobs_build_cells_side_by_side_each_into_its_own_log_with_one_line_each_
     terminal: List[str] = []
     docker = FakeDocker()
     docker.runner.say = terminal.append  # type: ignore[method-assign]
-    result = matrix.run([load_target(targets_file(), name) for name in names], docker=docker, artifacts=tmp_path, project=tmp_path, jobs=2,
+    result = matrix.run([load_target(targets_file(), name) for name in names], docker=docker, project=_project(tmp_path), jobs=2,
                         make_builder=lambda t, d: FakeBuilder(t, tmp_path, docker=d, together=together))  # type: ignore
     assert result["passed"] is True and [cell["target"] for cell in result["cells"]] == list(names)
     for name in names:

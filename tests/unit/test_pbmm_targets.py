@@ -11,10 +11,11 @@ from ds2ir.errors import ConfigError, FetchError, MissingInputError
 from ds2ir.host import fetch
 from ds2ir.host.build import Builder, stages_for
 from ds2ir.host.docker import Docker
-from ds2ir.host.project import targets_file
+from ds2ir.host.project import Project
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner
+from tests._support.checkout import project, targets_file
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)
 from tests.unit.test_config import _write
 
@@ -33,7 +34,7 @@ def test_pbmm_targets_unpack_the_release_model_file_instead_of_freezing():
 
 
 def test_the_0_8_2_model_file_is_pinned_to_the_digest_open_model_zoo_publishes():
-    entry = fetch.read_lock(fetch.default_lock_path())[RELEASE_0_8_2 + "deepspeech-0.8.2-models.pbmm"]
+    entry = fetch.read_lock(project().assets_lock)[RELEASE_0_8_2 + "deepspeech-0.8.2-models.pbmm"]
     assert (entry.size, entry.sha256) == (188915984, "f1ad4347b276b7f0f35bc47954feb7240fad913f3a1b85605628ab6d6209b0c9")
 
 
@@ -46,14 +47,15 @@ def test_a_pbmm_target_cannot_ask_for_another_graph(tmp_path):
 def test_model_option_needs_a_pbmm_target(tmp_path):
     with pytest.raises(ConfigError, match="--model takes a memory-mapped model .* target 'synthetic-small' builds from "
                                           "its synthetic checkpoint"):
-        Builder(load_target(targets_file(), "synthetic-small"), project=tmp_path, artifacts=tmp_path, docker=Docker(Runner(dry_run=True)),
+        Builder(load_target(targets_file(), "synthetic-small"), project=Project.of_checkout(tmp_path, {"artifacts": "."}, environ={}),
+                docker=Docker(Runner(dry_run=True)),
                 model=tmp_path / "mine.pbmm")
 
 
 def test_release_scorer_is_pinned_to_the_digest_open_model_zoo_publishes():
     url = load_target(targets_file(), "deepspeech-0.8.2").release.scorer_url
     assert url == RELEASE_0_8_2 + "deepspeech-0.8.2-models.scorer"
-    entry = fetch.read_lock(fetch.default_lock_path())[url]
+    entry = fetch.read_lock(project().assets_lock)[url]
     assert (entry.size, entry.sha256) == (953363776, "d0cf926ab9cab54a8a7d70003b931b2d62ebd9105ed392d1ec9c840029867799")
 
 
@@ -65,14 +67,13 @@ def test_scorer_release_is_fetched_into_the_cache_verified_and_a_tampered_one_is
     lock = tmp_path / "assets.lock.toml"
     fetch.write_lock(lock, {url: fetch.LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest())
                             for url in (good, bad)})
-    monkeypatch.setenv(fetch.LOCK_ENV, str(lock))
-    monkeypatch.setenv(fetch.CACHE_ENV, str(tmp_path / "cache"))
+    settings = {"assets_lock": str(lock), "cache": str(tmp_path / "cache"), "artifacts": "a"}
 
     def builder(url: str) -> Builder:
         targets = TargetsFile.load(_write(tmp_path, f'\n[releases.t]\ngraph_version = 6\nn_hidden = 64\n'
                                                     f'source_url = "{url}.src"\nscorer_url = "{url}"\n\n'
                                                     f'[targets.x]\nextends = "synthetic-small"\nrelease = "t"\n'))
-        return Builder(targets.target("x"), project=tmp_path, artifacts=tmp_path / "a",
+        return Builder(targets.target("x"), project=Project.of_checkout(tmp_path, settings, environ={}),
                        docker=Docker(Runner(dry_run=True)))
 
     path = builder(good).release_scorer()
@@ -84,7 +85,7 @@ def test_scorer_release_is_fetched_into_the_cache_verified_and_a_tampered_one_is
 
 
 def test_a_release_without_a_scorer_says_to_pass_one(tmp_path):
-    builder = Builder(load_target(targets_file(), "coqui-stt-1.4.0"), project=tmp_path, artifacts=tmp_path,
+    builder = Builder(load_target(targets_file(), "coqui-stt-1.4.0"), project=Project.of_checkout(tmp_path, {"artifacts": "."}, environ={}),
                       docker=Docker(Runner(dry_run=True)))
     with pytest.raises(MissingInputError, match="names no scorer .* --scorer PATH"):
         builder.release_scorer()

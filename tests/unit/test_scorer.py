@@ -177,8 +177,8 @@ def test_decoder_options_that_mean_nothing_are_refused(options, message: str) ->
 
 
 def test_package_scorer_command_uses_the_targets_alphabet(tmp_path: Path, lm: Path, capsys) -> None:
-    from ds2ir.host.project import targets_file
     from ds2ir.stages import cli
+    from tests._support.checkout import targets_file
 
     vocabulary = tmp_path / "vocab.txt"
     vocabulary.write_text("she had héllo\n", encoding="utf-8")

@@ -17,10 +17,11 @@ import pytest
 
 from ds2ir.errors import ContainerError, Ds2irError, MissingInputError
 from ds2ir.host import build
-from ds2ir.host.project import targets_file
+from ds2ir.host.project import Project
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
+from tests._support.checkout import targets_file
 
 ALL = ["checkpoint", "freeze", "reference", "convert", "check"]
 
@@ -112,8 +113,9 @@ def engine() -> Engine:
 
 
 def builder(tmp_path: Path, engine: Engine, target=None, **options) -> build.Builder:
-    return build.Builder(target or load_target(targets_file(), "synthetic-small"), project=tmp_path / "project",
-                         artifacts=tmp_path / "artifacts", docker=engine, **options)
+    project = Project.of_checkout(tmp_path / "project", {"artifacts": str(tmp_path / "artifacts")}, environ={})
+    return build.Builder(target or load_target(targets_file(), "synthetic-small"), project=project,
+                         docker=engine, **options)
 
 
 def test_a_second_build_runs_nothing_and_the_stamps_record_key_outputs_and_seconds(tmp_path, engine):

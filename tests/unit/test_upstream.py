@@ -10,14 +10,14 @@ import pytest
 from ds2ir.errors import ArchiveError, ConfigError, MissingInputError
 from ds2ir.host import upstream
 from ds2ir.host.docker import Docker, image_inputs
-from ds2ir.host.project import project_root, targets_file
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target, tomllib
 from ds2ir.runner import Runner
 from ds2ir.stages.freeze.upstream import export_command, run_export
+from tests._support.checkout import CHECKOUT, targets_file
 from tests._support.upstream_source import upstream_source_archive
 
-PROJECT = project_root()
+PROJECT = CHECKOUT
 TARGET = "deepspeech-0.8.2-upstream"
 
 

@@ -91,13 +91,11 @@ class Bench:
         ]
 
     def _container(self, engine: Engine, capture: bool = False) -> str:
-        from ds2ir.host.project import targets_file
-
         builder = engine.builder
         return builder.docker.run_stage(
             step=engine.command, image=builder.images()[engine.image],
             args=[engine.command, "--target", builder.target.name, *engine.extra],
-            artifacts=builder.artifacts, targets=targets_file(), capture=capture,
+            artifacts=builder.artifacts, targets=builder.project.targets, capture=capture,
             platform=builder.image_platform(engine.image),
         )
 
@@ -111,7 +109,7 @@ class Bench:
             costs.update(self._cold_builds())
         scratch = self.directory / "rebuild"
         shutil.rmtree(scratch, ignore_errors=True)
-        rebuild = Builder(self.builder.target, project=self.builder.project, artifacts=scratch, docker=docker)
+        rebuild = Builder(self.builder.target, project=self.builder.project.with_artifacts(scratch), docker=docker)
         rebuild.images()  # untimed: images are warm by definition (another engineer's edit may need new ones)
         for label in ("warm rebuild after clean, s", "no-op rebuild, s"):
             started = time.monotonic()
@@ -131,7 +129,7 @@ class Bench:
         for spec in (self.builder.target.freeze_image, self.builder.target.convert_image):
             tag = f"ds2ir-bench/{spec.name}:cold"
             started = time.monotonic()
-            docker.build_stage_image(spec, self.builder.project, tag, no_cache=True, source=self.builder.source_archive(spec))
+            docker.build_stage_image(spec, self.builder.project.root, tag, no_cache=True, source=self.builder.source_archive(spec))
             costs[f"cold {spec.stage} image build (--no-cache), s"] = time.monotonic() - started
             docker.call([docker.executable, "image", "rm", tag], step="remove cold image", quiet=True)
         return costs

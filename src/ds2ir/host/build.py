@@ -33,7 +33,7 @@ from ds2ir.errors import (
 )
 from ds2ir.host import archive, fetch, manifest, upstream
 from ds2ir.host.docker import ISA_ENVIRONMENT, Docker, forwarded_environment
-from ds2ir.host.project import recordings_dir, targets_file
+from ds2ir.host.project import Project
 from ds2ir.model import cpu, pbmm
 from ds2ir.model.architecture import Architecture, model_variables
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
@@ -104,9 +104,10 @@ class Hasher:
 class Builder:
     """Runs a target's stages through Docker with up-to-date checks."""
 
-    def __init__(self, target: Target, *, project: Path, artifacts: Path, docker: Docker, force: bool = False,
+    def __init__(self, target: Target, *, project: Project, docker: Docker, force: bool = False,
                  offline: bool = False, trust_on_first_use: bool = False, model: Optional[Path] = None):
-        """``model``: the user's own .pbmm, for a target with checkpoint = "pbmm" (else the release's is fetched)."""
+        """``project``: the checkout's files, artifacts included; ``model``: the user's own .pbmm, for a target
+        with checkpoint = "pbmm" (else the release's is fetched)."""
         if model is not None and target.checkpoint != "pbmm":
             raise ConfigError(f"--model takes a memory-mapped model (.pbmm) for a target with checkpoint = \"pbmm\" "
                               f"(e.g. deepspeech-0.8.2-pbmm), but target '{target.name}' builds from its "
@@ -116,8 +117,8 @@ class Builder:
         self.offline = offline
         self.trust_on_first_use = trust_on_first_use
         self.project = project
-        self.artifacts = artifacts
-        self.layout = ArtifactLayout(artifacts, target.name)
+        self.artifacts = project.artifacts
+        self.layout = ArtifactLayout(project.artifacts, target.name)
         self.docker = docker
         self.force = force
         self.say = docker.runner.say
@@ -144,7 +145,7 @@ class Builder:
                     self.say(f"(dry run) would fetch {spec.source_url} and build image '{spec.name}' from it")
                     self._images[spec.stage] = f"ds2ir/{spec.name}:dry-run"
                     continue
-                self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project, source=self.source_archive(spec))
+                self._images[spec.stage] = self.docker.ensure_stage_image(spec, self.project.root, source=self.source_archive(spec))
         return self._images
 
     def image_platform(self, stage: str) -> str:
@@ -155,7 +156,7 @@ class Builder:
         """The verified source archive an image installs (``source_release``), fetched on the host; else None."""
         if not spec.source_release:
             return None
-        return upstream.fetch_source(spec, offline=self.offline, trust_on_first_use=self.trust_on_first_use)
+        return upstream.fetch_source(spec, self.project, offline=self.offline, trust_on_first_use=self.trust_on_first_use)
 
     def build(self, until: str = STAGE_ORDER[-1]) -> Dict[str, float]:
         """Run every stage up to ``until``; return wall seconds of the stages that ran."""
@@ -219,8 +220,8 @@ class Builder:
                                       "transcript.txt": self.target.training.transcript},
                                      self.layout.training_dir, keys="training_audio/training_transcript")
         if self.target.checkpoint_path is not None:
-            shipped = self.project / self.target.checkpoint_path
-            files = {path.name: str(path.relative_to(self.project)) for path in sorted(shipped.glob("*")) if path.is_file()}
+            shipped = self.project.root / self.target.checkpoint_path
+            files = {path.name: str(path.relative_to(self.project.root)) for path in sorted(shipped.glob("*")) if path.is_file()}
             if not files:
                 raise MissingInputError(f"Target '{self.target.name}' uses the checkpoint shipped in {shipped}, which holds no "
                                         f"files; restore it from git (git checkout -- {self.target.checkpoint_path}) or fix "
@@ -237,17 +238,17 @@ class Builder:
             return
         url = self.target.release.checkpoint_url
         assert url is not None, "config.py rejects release checkpoints of releases without one"
-        lock = fetch.default_lock_path()
+        lock = self.project.assets_lock
         try:
             if self._agreement_possible(url, lock):
                 with tempfile.TemporaryDirectory() as scratch:  # pinned only once the weights agree
                     provisional = Path(scratch) / lock.name
                     shutil.copyfile(str(lock), str(provisional))
-                    archive_path = fetch.fetch(url, lock_path=provisional, offline=self.offline, trust_on_first_use=True)
+                    archive_path = fetch.fetch(url, lock_path=provisional, cache=self.project.cache, offline=self.offline, trust_on_first_use=True)
                 self._unverified = archive_path
                 atomic.write_bytes(self._unverified_marker, url.encode())
             else:
-                archive_path = fetch.fetch(url, lock_path=lock, offline=self.offline,
+                archive_path = fetch.fetch(url, lock_path=lock, cache=self.project.cache, offline=self.offline,
                                            trust_on_first_use=self.trust_on_first_use)
         except FetchError as exc:
             raise FetchError(
@@ -268,7 +269,7 @@ class Builder:
     def _verify_by_agreement(self, archive_path: Path) -> None:
         """Compare every weight of the frozen checkpoint with the pinned .pbmm's: bitwise equal pins the
         checkpoint's digest in the lock; any difference refuses it and removes what it left."""
-        release, lock = self.target.release, fetch.default_lock_path()
+        release, lock = self.target.release, self.project.assets_lock
         url, model_url = release.checkpoint_url, release.model_url
         assert url is not None and model_url is not None
         model = self._fetch_model()
@@ -325,7 +326,7 @@ class Builder:
             raise MissingInputError(f"{needed_by} needs the {what} of release '{release.name}', which names no {what} "
                                     f"({key} in targets.toml); {alternative}.")
         try:
-            return fetch.fetch(url, lock_path=fetch.default_lock_path(), offline=self.offline,
+            return fetch.fetch(url, lock_path=self.project.assets_lock, cache=self.project.cache, offline=self.offline,
                                trust_on_first_use=self.trust_on_first_use)
         except FetchError as exc:
             raise FetchError(f"{needed_by} needs the DeepSpeech {release.name} {what} {url}. {exc} "
@@ -353,7 +354,7 @@ class Builder:
         """Make ``directory`` hold exactly the checkout files ``sources`` (name -> path from the project root)."""
         wanted = {}
         for name, relative in sources.items():
-            path = self.project / relative
+            path = self.project.root / relative
             if not path.is_file():
                 raise MissingInputError(f"Target '{self.target.name}' needs {path}, which does not exist; "
                                         f"fix {keys} in targets.toml.")
@@ -514,7 +515,7 @@ class Builder:
         try:
             return self.docker.run_stage(
                 step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
-                artifacts=self.artifacts, targets=targets_file(), read_only=mounts, capture=capture,
+                artifacts=self.artifacts, targets=self.project.targets, read_only=mounts, capture=capture,
                 timeout=self.target.stage_time_limit, platform=self.image_platform(image),
             )
         except CommandTimeoutError as exc:
@@ -524,7 +525,7 @@ class Builder:
                 step=exc.step, command=exc.command, timeout=exc.timeout, log_tail=exc.log_tail,
                 fix=(f"Its container was stopped and removed; what it was writing never got a final name (outputs are "
                      f"renamed into place only when complete). If the stage needs longer, raise stage_time_limit "
-                     f"({targets_file()}: [targets.\"{self.target.name}\"]); if it hangs, rerun with --debug."),
+                     f"({self.project.targets}: [targets.\"{self.target.name}\"]); if it hangs, rerun with --debug."),
             ) from exc
 
     def verify(self, recordings: Sequence[Path], precision: str) -> Path:
@@ -550,14 +551,14 @@ class Builder:
         decode.check_options(scorer=scorer, beam_width=beam_width, lm_alpha=lm_alpha, lm_beta=lm_beta)
         regular_file(recording, "audio file", error=AudioError)  # a FIFO or directory fails here, not in the container
         spec = self.target.application_image
-        if (scorer or beam_width) and "ds-ctcdecoder==" not in (self.project / spec.lock).read_text():
+        if (scorer or beam_width) and "ds-ctcdecoder==" not in (self.project.root / spec.lock).read_text():
             raise DecoderError(f"Beam search needs ds_ctcdecoder, but target '{self.target.name}' transcribes in image "
                                f"'{spec.name}', whose lock {spec.lock} does not install it. Set the target's app_image "
                                f"in targets.toml to an image that does (app-ov2025.3), or drop --scorer/--beam-width.")
         if scorer:
             scorers.inspect(scorer)
         self.build()
-        self._images["app"] = self.docker.ensure_stage_image(spec, self.project)
+        self._images["app"] = self.docker.ensure_stage_image(spec, self.project.root)
         self._platforms["app"] = spec.platform
         inside = f"/input/{recording.name}"
         mounts = {recording: inside}
@@ -607,11 +608,11 @@ def _digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def default_recordings(layout: ArtifactLayout, arch: Architecture) -> List[Path]:
-    """The WAVs in the checkout's data/ (LDC93S1 at three rates), else a test signal made here."""
+def default_recordings(recordings: Path, layout: ArtifactLayout, arch: Architecture) -> List[Path]:
+    """The WAVs in ``recordings`` (the checkout's data/: LDC93S1 at three rates), else a test signal made here."""
     from ds2ir.model.audio import synthetic_speech, write_wav
 
-    shipped = sorted(recordings_dir().glob("*.wav"))
+    shipped = sorted(recordings.glob("*.wav"))
     if shipped:
         return shipped
     signal = layout.verify_dir / "test-signal.wav"

@@ -25,7 +25,6 @@ from ds2ir.errors import (
 )
 from ds2ir.host import engines, fetch, testcoverage, upstream
 from ds2ir.host.engines import bind_mount
-from ds2ir.host.project import targets_file
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, CONTAINER_TARGETS
 from ds2ir.model.targets import DEFAULT_PLATFORM, ImageSpec, Target
 from ds2ir.paths import check_text
@@ -182,7 +181,7 @@ class Docker:
         except CommandError as exc:
             reason = exc.log_tail.strip().splitlines()[-1:] or [f"exit code {exc.exit_code}"]
             raise BaseImageError(
-                f"The base image {base} of image '{spec.name}' ({targets_file()}: [images.\"{spec.name}\"].base_image) "
+                f"The base image {base} of image '{spec.name}' ([images.\"{spec.name}\"].base_image of the targets file) "
                 f"is not on this host, has no offline stand-in ({offline_substitute(base)}) and cannot be pulled: "
                 f"{reason[0]}. Connect this host to its registry, or on an offline host build stand-ins for "
                 f"python:X.Y-slim images with 'invoke base-images', or set base_image to an image you have; "

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 
 from ds2ir.errors import ConfigError, Ds2irError, StorageError
 from ds2ir.host.docker import Docker
-from ds2ir.host.project import targets_file
+from ds2ir.host.project import Project
 from ds2ir.model.targets import ImageSpec
 from ds2ir.model.targets_file import TargetsFile
 
@@ -48,9 +48,8 @@ def check(name: str, probe: Callable[[], str], *, blocking: bool = True) -> Chec
         return Check(name, False, str(exc), blocking)
 
 
-def run_checks(docker: Docker, artifacts: Path, *, project: Optional[Path] = None,
-               min_free_bytes: int = MIN_FREE_BYTES) -> List[Check]:
-    """Every check, in the order a build meets them."""
+def run_checks(docker: Docker, project: Project, *, min_free_bytes: int = MIN_FREE_BYTES) -> List[Check]:
+    """Every check, in the order a build meets them, for ``project``'s targets file and artifacts."""
     checks = [
         check("docker client", docker.client_version),
         check("container engine", lambda: f"{docker.engine()}: version {docker.preflight()}"),
@@ -58,8 +57,8 @@ def run_checks(docker: Docker, artifacts: Path, *, project: Optional[Path] = Non
     ]
     targets: Optional[TargetsFile] = None
     try:
-        targets = TargetsFile.load(targets_file(), project=project)
-        checks.append(Check("targets file", True, f"{targets_file()} ({len(targets.names)} targets)"))
+        targets = project.targets_file()
+        checks.append(Check("targets file", True, f"{project.targets} ({len(targets.names)} targets)"))
     except ConfigError as exc:
         checks.append(Check("targets file", False, str(exc)))
     if targets is not None and checks[1].ok:
@@ -68,8 +67,8 @@ def run_checks(docker: Docker, artifacts: Path, *, project: Optional[Path] = Non
                    for name, spec in sorted(targets.images.items())]
     else:
         checks.append(Check("base images", False, "not checked: that needs a usable Docker daemon and targets file"))
-    checks.append(check("free space for artifacts", lambda: _free_space(artifacts, min_free_bytes)))
-    checks.append(check("write access to artifacts", lambda: _write_access(artifacts)))
+    checks.append(check("free space for artifacts", lambda: _free_space(project.artifacts, min_free_bytes)))
+    checks.append(check("write access to artifacts", lambda: _write_access(project.artifacts)))
     return checks
 
 

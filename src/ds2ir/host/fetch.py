@@ -40,7 +40,7 @@ from ds2ir.errors import (
     UnknownDigestError,
 )
 from ds2ir.host import archive
-from ds2ir.host.project import project_root
+from ds2ir.host.project import ASSETS_LOCK_ENV
 from ds2ir.model import pbmm
 from ds2ir.paths import regular_file
 
@@ -52,9 +52,7 @@ else:  # pragma: no cover - exercised on older hosts
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-CACHE_ENV = "DS2IR_CACHE"
 LOCK_FILE_NAME = "assets.lock.toml"
-LOCK_ENV = "DS2IR_ASSETS_LOCK"
 # DeepSpeech 0.8.2's checkpoint tarball is about 0.7 GB; anything past this is not it.
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 CHUNK = 1024 * 1024
@@ -112,7 +110,7 @@ class Stall(NamedTuple):
 def read_lock(lock_path: Path) -> Dict[str, LockEntry]:
     """The lock's entries by URL; a missing lock file has none."""
     try:
-        regular_file(lock_path, f"assets lock (${LOCK_ENV}, else the checkout's {LOCK_FILE_NAME})", error=ConfigError)
+        regular_file(lock_path, f"assets lock (${ASSETS_LOCK_ENV}, else the checkout's {LOCK_FILE_NAME})", error=ConfigError)
         text = lock_path.read_text(encoding="utf-8")
     except (FileNotFoundError, MissingInputError):
         return {}
@@ -183,26 +181,16 @@ def _record(lock_path: Path, url: str, size: int, digest: str, final_url: str = 
 # The cache
 
 
-def default_cache_dir() -> Path:
-    """$DS2IR_CACHE, else $XDG_CACHE_HOME/ds2ir, else ~/.cache/ds2ir."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "ds2ir"
-
-
 def asset_name(url: str) -> str:
     """The file name an asset is saved under: the URL's last path segment, made safe."""
     name = re.sub(r"[^A-Za-z0-9._+-]", "_", PurePosixPath(urlparse(url).path).name)
     return name if name and not name.startswith(".") else "asset" + name
 
 
-def cache_path(url: str, cache: Optional[Path] = None) -> Path:
+def cache_path(url: str, cache: Path) -> Path:
     """Where the cache keeps ``url``: a directory per URL, the file under its own name."""
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-    return (cache or default_cache_dir()) / key / asset_name(url)
+    return cache / key / asset_name(url)
 
 
 def measure(path: Path) -> Tuple[int, str]:
@@ -278,7 +266,7 @@ def fetch(
     url: str,
     *,
     lock_path: Path,
-    cache: Optional[Path] = None,
+    cache: Path,
     offline: bool = False,
     trust_on_first_use: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -392,7 +380,7 @@ def import_file(
     url: Optional[str] = None,
     *,
     lock_path: Path,
-    cache: Optional[Path] = None,
+    cache: Path,
     trust_on_first_use: bool = False,
 ) -> Path:
     """Put a file the user brought (air-gapped hosts) into the cache, verified.
@@ -418,12 +406,6 @@ def import_file(
         raise
     _say(f"imported {path} as {url} into {final}")
     return final
-
-
-def default_lock_path() -> Path:
-    """$DS2IR_ASSETS_LOCK, else the checkout's assets.lock.toml."""
-    env = os.environ.get(LOCK_ENV)
-    return Path(env) if env else project_root() / LOCK_FILE_NAME
 
 
 def _identify(path: Path, lock_path: Path) -> str:

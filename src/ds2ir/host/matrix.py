@@ -20,7 +20,7 @@ from ds2ir import atomic
 from ds2ir.errors import CommandError, Ds2irError, MissingInputError
 from ds2ir.host.build import Builder
 from ds2ir.host.docker import Docker
-from ds2ir.host.project import targets_file
+from ds2ir.host.project import Project
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets import ImageSpec, Target
 from ds2ir.runner import Runner
@@ -103,13 +103,14 @@ def _read_records(cell: Cell, layout: ArtifactLayout, docker: Docker) -> None:
         cell.check = {key: report.get(key) for key in ("ir_vs_f64", "tf_vs_f64", "max_abs", "max_scaled", "tolerance", "passed")}
 
 
-def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Docker, artifacts: Path,
-                project: Path) -> Dict[str, Dict[str, str]]:
+def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Docker,
+                project: Project) -> Dict[str, Dict[str, str]]:
     """runtime image -> IR's target -> "ok" or why it fails: each built IR compiled in each convert image.
 
     "ok" means it compiled for CPU and its outputs on the check's windows passed the check's float64 gate
     in that runtime ("ok, max |Δ| X" with the largest |IR - TF| when the image reports it).
     """
+    artifacts = project.artifacts
     with_ir = [cell.target for cell in cells if ArtifactLayout(artifacts, cell.target).ir_xml.is_file()]
     runtimes: Dict[str, ImageSpec] = {}
     for cell in cells:
@@ -119,12 +120,12 @@ def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Do
             runtimes[spec.name] = spec
     loads: Dict[str, Dict[str, str]] = {}
     for name, spec in sorted(runtimes.items()):
-        image = docker.ensure_stage_image(spec, project)
+        image = docker.ensure_stage_image(spec, project.root)
         loads[name] = {}
         for target in with_ir:
             try:
                 printed = docker.run_stage(step="inspect-ir", image=image, args=["inspect-ir", "--match-tf", "--target", target],
-                                           artifacts=artifacts, targets=targets_file(), capture=True, platform=spec.platform)
+                                           artifacts=artifacts, targets=project.targets, capture=True, platform=spec.platform)
                 loads[name][target] = "ok" + _delta(printed)
             except Ds2irError as exc:
                 loads[name][target] = _failure_line(str(exc))
@@ -147,15 +148,15 @@ def _failure_line(message: str) -> str:
     return lines[-1][:300] if lines else "failed"
 
 
-def run(targets: Sequence[Target], *, make_builder: BuilderFactory, docker: Docker, artifacts: Path,
-        project: Path, locked: Optional[Mapping[str, Mapping[str, str]]] = None, jobs: int = 1) -> Dict[str, object]:
+def run(targets: Sequence[Target], *, make_builder: BuilderFactory, docker: Docker,
+        project: Project, locked: Optional[Mapping[str, Mapping[str, str]]] = None, jobs: int = 1) -> Dict[str, object]:
     """Build every target, then the load matrix; write matrix.{md,json}; return the JSON's content.
 
     ``locked`` (outputs.lock.json's content) makes each locked cell check its outputs' hashes too.
     With ``jobs`` > 1, cells build side by side, each logging to ``matrix/logs/<target>.log``, after
     every image the cells need was built once, one after another.
     """
-    expected = locked or {}
+    expected, artifacts = locked or {}, project.artifacts
     if jobs <= 1:
         cells = []
         for target in targets:
@@ -163,7 +164,7 @@ def run(targets: Sequence[Target], *, make_builder: BuilderFactory, docker: Dock
             cells.append(build_cell(target, make_builder(target, docker), docker, expected.get(target.name)))
     else:
         cells = _run_parallel(targets, make_builder, docker, artifacts / MATRIX_DIR / LOGS_DIR, expected, jobs)
-    loads = load_matrix(cells, {t.name: t for t in targets}, docker=docker, artifacts=artifacts, project=project)
+    loads = load_matrix(cells, {t.name: t for t in targets}, docker=docker, project=project)
     return _write(artifacts / MATRIX_DIR, cells, loads)
 
 

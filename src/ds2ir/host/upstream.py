@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 
 from ds2ir.errors import ArchiveError, FetchError
 from ds2ir.host import archive, fetch
+from ds2ir.host.project import Project
 from ds2ir.model.targets import SOURCE_ENTRY_POINT, ImageSpec
 
 CONTEXT_SOURCE = "source"
@@ -17,11 +18,12 @@ CONTEXT_SOURCE = "source"
 REQUIRED_FILES = ("setup.py", SOURCE_ENTRY_POINT)
 
 
-def fetch_source(spec: ImageSpec, *, offline: bool = False, trust_on_first_use: bool = False) -> Path:
-    """The cached, verified source archive the image installs (fetched on the host, never in a container)."""
+def fetch_source(spec: ImageSpec, project: Project, *, offline: bool = False, trust_on_first_use: bool = False) -> Path:
+    """The cached, verified source archive the image installs (fetched on the host, never in a container),
+    pinned in ``project``'s assets lock and kept in its cache."""
     assert spec.source_url is not None, "config.py resolves source_url for every image with source_release"
     try:
-        return fetch.fetch(spec.source_url, lock_path=fetch.default_lock_path(), offline=offline,
+        return fetch.fetch(spec.source_url, lock_path=project.assets_lock, cache=project.cache, offline=offline,
                            trust_on_first_use=trust_on_first_use)
     except FetchError as exc:
         raise FetchError(
