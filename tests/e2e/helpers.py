@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ds2ir.host.docker import Docker
-from ds2ir.host.fetch import LockEntry, write_lock
+from ds2ir.host.assets_lock import LockEntry, write_lock
 from ds2ir.model.layout import TARGETS_ENV
 from ds2ir.model.targets_file import load_target
 from tests._support.checkout import targets_file

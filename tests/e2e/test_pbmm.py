@@ -12,7 +12,7 @@ from typing import Dict
 
 import pytest
 
-from ds2ir.host.fetch import LockEntry, read_lock, write_lock
+from ds2ir.host.assets_lock import LockEntry, read_lock, write_lock
 from ds2ir.model import pbmm
 from ds2ir.model.layout import ArtifactLayout
 from tests._support.http_server import asset_server  # noqa: F401  (pytest fixture)

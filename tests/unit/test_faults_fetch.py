@@ -10,7 +10,9 @@ import tarfile
 
 from ds2ir import atomic
 from ds2ir.host import archive
-from ds2ir.host.fetch import PART_SUFFIX, LockEntry, cache_path, fetch, write_lock
+from ds2ir.host.asset_cache import PART_SUFFIX, cache_path
+from ds2ir.host.assets_lock import LockEntry, write_lock
+from ds2ir.host.fetch import fetch
 from tests._support.faults import kill, wait_for
 from tests._support.http_server import asset_server  # noqa: F401 - the fixture
 

@@ -19,16 +19,11 @@ from ds2ir.errors import (
     NotCachedError,
     UnknownDigestError,
 )
+from ds2ir.host import download
 from ds2ir.host import fetch as fetch_module
-from ds2ir.host.fetch import (
-    LockEntry,
-    asset_name,
-    cache_path,
-    fetch,
-    import_file,
-    read_lock,
-    write_lock,
-)
+from ds2ir.host.asset_cache import PART_SUFFIX, asset_name, cache_path
+from ds2ir.host.assets_lock import LockEntry, read_lock, write_lock
+from ds2ir.host.fetch import fetch, import_file
 from tests._support.http_server import AssetServer, asset_server  # noqa: F401 - the fixture
 from tests._support.tarballs import release_tarball, tarball_bytes
 
@@ -102,7 +97,7 @@ def test_resume_after_the_connection_drops_halfway(
     assert "retry 1 of 2" in err
     resumed = int(re.search(r"resuming deepspeech-0.8.2-checkpoint.tar.gz.part: (\d+) bytes", err).group(1))
     # Everything up to the last whole chunk before the cut was kept and not asked for again.
-    assert len(BODY) // 2 - fetch_module.DOWNLOAD_CHUNK < resumed <= len(BODY) // 2
+    assert len(BODY) // 2 - download.DOWNLOAD_CHUNK < resumed <= len(BODY) // 2
     assert second["range"] == f"bytes={resumed}-"
 
 
@@ -467,8 +462,8 @@ def test_a_download_that_trickles_is_stopped_by_the_stall_rule(asset_server: Ass
     url = asset_server.add("/slow.bin", body, trickle=1, trickle_delay=0.4)  # would take 40 s
     pin(lock, url, body)
     with pytest.raises(FetchError, match="stalled") as raised:
-        get(url, lock, cache, retries=0, stall=fetch_module.Stall(min_bytes=50, window=1.5))
-    part = cache_path(url, cache).with_name("slow.bin" + fetch_module.PART_SUFFIX)
+        get(url, lock, cache, retries=0, stall=download.Stall(min_bytes=50, window=1.5))
+    part = cache_path(url, cache).with_name("slow.bin" + PART_SUFFIX)
     message = str(raised.value)
     assert re.search(r"stalled: \d bytes in the last 1\.\d s, below the minimum of 50 bytes per 1\.5 s", message)
     assert f"kept in {part} and the next fetch resumes it" in message

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ds2ir.errors import ConfigError, FetchError, MissingInputError
-from ds2ir.host import fetch
+from ds2ir.host import assets_lock
 from ds2ir.host.build import Builder, stages_for
 from ds2ir.host.docker import Docker
 from ds2ir.host.project import Project
@@ -34,7 +34,7 @@ def test_pbmm_targets_unpack_the_release_model_file_instead_of_freezing():
 
 
 def test_the_0_8_2_model_file_is_pinned_to_the_digest_open_model_zoo_publishes():
-    entry = fetch.read_lock(project().assets_lock)[RELEASE_0_8_2 + "deepspeech-0.8.2-models.pbmm"]
+    entry = assets_lock.read_lock(project().assets_lock)[RELEASE_0_8_2 + "deepspeech-0.8.2-models.pbmm"]
     assert (entry.size, entry.sha256) == (188915984, "f1ad4347b276b7f0f35bc47954feb7240fad913f3a1b85605628ab6d6209b0c9")
 
 
@@ -55,7 +55,7 @@ def test_model_option_needs_a_pbmm_target(tmp_path):
 def test_release_scorer_is_pinned_to_the_digest_open_model_zoo_publishes():
     url = load_target(targets_file(), "deepspeech-0.8.2").release.scorer_url
     assert url == RELEASE_0_8_2 + "deepspeech-0.8.2-models.scorer"
-    entry = fetch.read_lock(project().assets_lock)[url]
+    entry = assets_lock.read_lock(project().assets_lock)[url]
     assert (entry.size, entry.sha256) == (953363776, "d0cf926ab9cab54a8a7d70003b931b2d62ebd9105ed392d1ec9c840029867799")
 
 
@@ -65,7 +65,7 @@ def test_scorer_release_is_fetched_into_the_cache_verified_and_a_tampered_one_is
     good = asset_server.add("/v0.0/good.scorer", body)
     bad = asset_server.add("/v0.0/bad.scorer", body, served_body=b"A" + body[1:])
     lock = tmp_path / "assets.lock.toml"
-    fetch.write_lock(lock, {url: fetch.LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest())
+    assets_lock.write_lock(lock, {url: assets_lock.LockEntry(size=len(body), sha256=hashlib.sha256(body).hexdigest())
                             for url in (good, bad)})
     settings = {"assets_lock": str(lock), "cache": str(tmp_path / "cache"), "artifacts": "a"}
 

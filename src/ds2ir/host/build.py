@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import shutil
 import tempfile
@@ -31,7 +30,8 @@ from ds2ir.errors import (
     MissingInputError,
     VerificationError,
 )
-from ds2ir.host import archive, fetch, manifest, upstream
+from ds2ir.host import archive, digests, fetch, manifest, upstream
+from ds2ir.host.assets_lock import LockEntry, read_lock, write_lock
 from ds2ir.host.docker import ISA_ENVIRONMENT, Docker, forwarded_environment
 from ds2ir.host.project import Project
 from ds2ir.model import cpu, pbmm
@@ -92,7 +92,7 @@ class Hasher:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._cache:
-            self._cache[key] = fetch.measure(path)[1]
+            self._cache[key] = digests.file_sha256(path)
         return self._cache[key]
 
     def tree(self, path: Path, root: Path) -> Dict[str, str]:
@@ -261,10 +261,10 @@ class Builder:
 
     def _agreement_possible(self, url: str, lock: Path) -> bool:
         """Whether a checkpoint without a digest can be verified by agreement: its release's .pbmm is pinned."""
-        entries = fetch.read_lock(lock)
+        entries = read_lock(lock)
         model_url = self.target.release.model_url
-        return (not self.trust_on_first_use and not entries.get(url, fetch.LockEntry()).sha256
-                and model_url is not None and bool(entries.get(model_url, fetch.LockEntry()).sha256))
+        return (not self.trust_on_first_use and not entries.get(url, LockEntry()).sha256
+                and model_url is not None and bool(entries.get(model_url, LockEntry()).sha256))
 
     def _verify_by_agreement(self, archive_path: Path) -> None:
         """Compare every weight of the frozen checkpoint with the pinned .pbmm's: bitwise equal pins the
@@ -283,10 +283,10 @@ class Builder:
                 f"agree with the release's model file {model_url}, whose digest is pinned: {listed}. Nothing was "
                 f"recorded and the download was discarded. If you trust this checkpoint anyway, build with "
                 f"--trust-on-first-use.")
-        size, digest = fetch.measure(archive_path)
-        entries = fetch.read_lock(lock)
-        entries[url] = fetch.LockEntry(size=size, sha256=digest)
-        fetch.write_lock(lock, entries)
+        size, digest = digests.measure(archive_path)
+        entries = read_lock(lock)
+        entries[url] = LockEntry(size=size, sha256=digest)
+        write_lock(lock, entries)
         pinned = entries[model_url].sha256
         atomic.write_json(self.layout.verification, {
             "checkpoint": url, "sha256": digest, "size": size,
@@ -417,13 +417,13 @@ class Builder:
         if cache.is_file():
             try:
                 cached = json.loads(cache.read_text())
-                if cached["sha256"] == _digest(cached["packages"]):
+                if cached["sha256"] == digests.data_sha256(cached["packages"]):
                     return list(cached["packages"])
             except (ValueError, KeyError, TypeError):
                 pass
             self.say(f"{cache} is damaged; listing the image's packages again")
         packages = self.docker.image_packages(tag)
-        atomic.write_json(cache, {"packages": packages, "sha256": _digest(packages)})
+        atomic.write_json(cache, {"packages": packages, "sha256": digests.data_sha256(packages)})
         return packages
 
     def _stage_key(self, stage: Stage) -> str:
@@ -443,7 +443,7 @@ class Builder:
         environment = {key: value for key, value in forwarded_environment().items() if key in ISA_ENVIRONMENT}
         if environment:  # absent otherwise, so stamps made without it stay valid
             material["environment"] = environment
-        return _digest(material)
+        return digests.data_sha256(material)
 
     def _configuration(self, stage: Stage) -> Dict[str, object]:
         """The part of the target's configuration a stage's outputs can depend on: not its
@@ -601,11 +601,6 @@ def verify_variants(builders: Sequence[Builder], recordings: Sequence[Path], pre
         raise VerificationError(f"{len(failures)} of {len(builders)} IR variants do not match TensorFlow: "
                                 f"{', '.join(failures)}; the comparison is in {directory / 'variants.md'}.")
     return directory / "variants.md"
-
-
-def _digest(data: object) -> str:
-    """SHA-256 of plain data in its one JSON form."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def default_recordings(recordings: Path, layout: ArtifactLayout, arch: Architecture) -> List[Path]:

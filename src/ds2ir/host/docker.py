@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -23,7 +22,7 @@ from ds2ir.errors import (
     DockerUnavailableError,
     MissingInputError,
 )
-from ds2ir.host import engines, fetch, testcoverage, upstream
+from ds2ir.host import digests, engines, testcoverage, upstream
 from ds2ir.host.engines import bind_mount
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, CONTAINER_TARGETS
 from ds2ir.model.targets import DEFAULT_PLATFORM, ImageSpec, Target
@@ -196,15 +195,11 @@ class Docker:
         if spec.source_release and source is None:
             raise MissingInputError(f"Image '{spec.name}' installs release {spec.source_release}'s source archive, "
                                     f"which was not given; build it through 'invoke images --target T' or 'invoke build'.")
-        digest = hashlib.sha256()
-        digest.update(f"platform={spec.platform}\n".encode())
-        for key, value in sorted(spec.build_args(base_image).items()):
-            digest.update(f"{key}={value}\n".encode())
-        for path in image_inputs(spec, project):
-            digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
-        if source is not None:
-            digest.update(b"source\0" + fetch.measure(source)[1].encode())
-        return f"ds2ir/{spec.name}:{digest.hexdigest()[:12]}"
+        parts = [f"platform={spec.platform}\n".encode()]
+        parts += [f"{key}={value}\n".encode() for key, value in sorted(spec.build_args(base_image).items())]
+        parts += [str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() for path in image_inputs(spec, project)]
+        parts += [b"source\0" + digests.file_sha256(source).encode()] if source is not None else []
+        return f"ds2ir/{spec.name}:{digests.sha256(*parts)[:12]}"
 
     def ensure_stage_image(self, spec: ImageSpec, project: Path, *, base_image: Optional[str] = None,
                            source: Optional[Path] = None) -> str:

@@ -31,6 +31,7 @@ GATE_MODULES = {
                                            "tests/unit/test_atomic_durability.py", "tests/unit/test_faults_storage.py"]),
     "archive": ("host/archive", "archive checks", ["tests/unit/test_archive.py", "tests/unit/test_faults_fetch.py"]),
     "fetch": ("host/fetch", "download verification", ["tests/unit/test_fetch.py", "tests/unit/test_faults_fetch.py"]),
+    "assets_lock": ("host/assets_lock", "the assets lock's pins", ["tests/unit/test_fetch.py"]),
     "config": ("model/targets_file", "targets.toml validation", ["tests/unit/test_config.py",
                                                                  "tests/unit/test_faults_config.py",
                                                                  "tests/unit/test_locks.py"]),

@@ -11,7 +11,6 @@ combine`` maps the images' site-packages paths back onto ``src/``.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ds2ir.errors import FetchError
+from ds2ir.host import digests
 from ds2ir.host.engines import bind_mount
 
 ENV = "DS2IR_COVERAGE"
@@ -87,7 +87,7 @@ def _install(library: Path) -> None:
         if download.returncode != 0 or not sdist.is_file():
             raise FetchError(f"Could not download coverage {VERSION}'s source from PyPI for `invoke test --coverage`: "
                              f"{download.stdout.strip()[-500:]}")
-        digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+        digest = digests.file_sha256(sdist)
         if digest != SDIST_SHA256:
             raise FetchError(f"coverage-{VERSION}.tar.gz from PyPI has SHA-256 {digest}, not {SDIST_SHA256}; "
                              f"refusing to run it.")
