@@ -16,7 +16,8 @@ from ds2ir.host import baseimages, ci, fetch, locks, manifest, mutation
 from ds2ir.host import build as builds
 from ds2ir.host import doctor as doctors
 from ds2ir.host import matrix as matrices
-from ds2ir.host.docker import Docker, compose_environment, write_env_file
+from ds2ir.host.asset_cache import cache_path
+from ds2ir.host.docker import Docker, compose_environment, render_env_file, write_env_file
 from ds2ir.host.project import Project
 from ds2ir.model.targets import Target
 from ds2ir.model.targets_file import load_target
@@ -29,7 +30,7 @@ HELP = {
     "target": "target name from targets.toml (default: its default_target)",
     "artifacts": "artifacts directory (default: artifacts/, or ds2ir.artifacts in invoke.yaml)",
     "force": "run every stage even when up to date",
-    "dry_run": "print the commands without running them",
+    "dry_run": "print the commands without running them (as invoke's own --dry does)",
     "debug": "show Python tracebacks on errors",
     "check": "rebuild every stage and fail unless the outputs match outputs.lock.json bit for bit",
     "offline": "never touch the network: release assets must be in the cache (see `invoke fetch --import`)",
@@ -63,6 +64,17 @@ def _project(c: Context, artifacts: Optional[str] = None) -> Project:
     return project.with_artifacts(Path(artifacts) if artifacts else None)
 
 
+def _dry(c: Context, dry_run: bool = False) -> bool:
+    """A dry run: the task's --dry-run, or invoke's own --dry (``run.dry``)."""
+    return dry_run or bool(c.config.run.dry)
+
+
+def _no_dry_run(c: Context, task: str, instead: str) -> None:
+    """invoke --dry on a task without a dry run: stop before anything runs instead of running it for real."""
+    if c.config.run.dry:
+        raise Exit(f"ds2ir: error: 'invoke {task}' has no dry run, so 'invoke --dry {task}' ran nothing; {instead}", code=2)
+
+
 def _builder(project: Project, target: Optional[str], force: bool = False, dry_run: bool = False,
              offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> builds.Builder:
     docker = Docker.from_environment(Runner(dry_run=dry_run))
@@ -90,8 +102,9 @@ def build(c: Context, target: Optional[str] = None, artifacts: Optional[str] = N
           dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False,
           check: bool = False, model: Optional[str] = None) -> None:
     """Build the target end to end: checkpoint (or .pbmm), freeze, convert, IR-vs-TF check (skips what is up to date)."""
+    dry_run = _dry(c, dry_run)
     _build(c, target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use, model)
-    if check:
+    if check and not dry_run:
         with user_errors(debug):
             project = _project(c, artifacts)
             builder = _builder(project, target)
@@ -102,6 +115,7 @@ def build(c: Context, target: Optional[str] = None, artifacts: Optional[str] = N
 @task(name="lock-outputs", help=_help("target", "artifacts", "debug"))
 def lock_outputs(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Record the target's current output hashes in outputs.lock.json (what `build --check` expects)."""
+    _no_dry_run(c, "lock-outputs", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
         project = _project(c, artifacts)
         builder = _builder(project, target)
@@ -114,14 +128,14 @@ def lock_outputs(c: Context, target: Optional[str] = None, artifacts: Optional[s
 def freeze(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
            dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Run the stages up to the frozen graph (artifacts/<target>/frozen/output_graph.pb)."""
-    _build(c, target, artifacts, force, dry_run, debug, "freeze", offline, trust_on_first_use)
+    _build(c, target, artifacts, force, _dry(c, dry_run), debug, "freeze", offline, trust_on_first_use)
 
 
 @task(help=BUILD_HELP)
 def convert(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
             dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Run the stages up to the IR (artifacts/<target>/ir/output_graph.{xml,bin})."""
-    _build(c, target, artifacts, force, dry_run, debug, "convert", offline, trust_on_first_use)
+    _build(c, target, artifacts, force, _dry(c, dry_run), debug, "convert", offline, trust_on_first_use)
 
 
 @task(iterable=["audio"], help={**_help("target", "artifacts", "debug"),
@@ -131,6 +145,7 @@ def convert(c: Context, target: Optional[str] = None, artifacts: Optional[str] =
 def verify(c: Context, target: Optional[str] = None, audio: Optional[list] = None, precision: str = "f32",
            variants: bool = False, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Prove the IR: stream real audio through IR and TF with carried state, compare, decode; writes verify/report.{json,png}."""
+    _no_dry_run(c, "verify", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
         project = _project(c, artifacts)
         builder = _builder(project, target)
@@ -166,6 +181,7 @@ def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str
                lm_beta: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False,
                offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Transcribe a WAV file with the IR in the app image (greedy CTC, or beam search) and print the real-time factor."""
+    _no_dry_run(c, "transcribe", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
         builder = _builder(_project(c, artifacts), target, offline=offline, trust_on_first_use=trust_on_first_use)
         scorer_file = builder.release_scorer() if scorer == "release" else Path(scorer).resolve() if scorer else None
@@ -188,6 +204,7 @@ def package_scorer(c: Context, lm: str, vocabulary: str, output: str, target: Op
 
     Plain Python, so it runs here on the host: ds2ir's own `package-scorer` command, in-process.
     """
+    _no_dry_run(c, "package-scorer", "it only writes --output.")
     from ds2ir.stages import cli
 
     with user_errors(debug):
@@ -210,6 +227,7 @@ def bench(c: Context, target: Optional[str] = None, audio: Optional[str] = None,
     """Time the IR and its variants, TensorFlow 1 and 2 and the native client against the memory-bandwidth bound; time builds."""
     from ds2ir.host.bench import Bench
 
+    _no_dry_run(c, "bench", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
         project = _project(c, artifacts)
         builder = _builder(project, target)
@@ -230,12 +248,18 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
     with user_errors(debug):
         project = _project(c)
         lock, cache = project.assets_lock, project.cache
+        if import_ and _dry(c):
+            print(f"(dry run) would verify {import_} and import it into {cache}")
+            return
         if import_:
             print(fetch.import_file(Path(import_), url, lock_path=lock, cache=cache, trust_on_first_use=trust_on_first_use))
             return
         chosen = load_target(project.targets, target)
         weights = chosen.release.model_url if chosen.checkpoint == "pbmm" else chosen.release.checkpoint_url
         for asset in [url for url in (weights, chosen.release.source_url if source else None) if url]:
+            if _dry(c):
+                print(f"(dry run) would fetch {asset} into {cache_path(asset, cache)}")
+                continue
             print(fetch.fetch(asset, lock_path=lock, cache=cache, offline=offline, trust_on_first_use=trust_on_first_use))
 
 
@@ -243,7 +267,7 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
 def images(c: Context, target: Optional[str] = None, dry_run: bool = False, debug: bool = False) -> None:
     """Build the target's freeze and convert images (tagged by their content)."""
     with user_errors(debug):
-        builder = _builder(_project(c), target, dry_run=dry_run)
+        builder = _builder(_project(c), target, dry_run=_dry(c, dry_run))
         builder.docker.preflight()
         for stage, tag in builder.images().items():
             print(f"{stage}: {tag}")
@@ -266,9 +290,9 @@ def clean(c: Context, target: Optional[list] = None, artifacts: Optional[str] = 
     with user_errors(False):
         project = _project(c, artifacts)
         root = project.artifacts
-        removed = builds.clean(root, target or [], known=project.targets_file(check_files=False).names)
+        removed = builds.clean(root, target or [], known=project.targets_file(check_files=False).names, dry_run=_dry(c))
         for path in removed:
-            print(f"removed {path}")
+            print(f"{'(dry run) would remove' if _dry(c) else 'removed'} {path}")
         if not removed:
             print(f"nothing to remove under {root}")
 
@@ -283,12 +307,14 @@ def clean(c: Context, target: Optional[list] = None, artifacts: Optional[str] = 
 def base_images(c: Context, python_root: Optional[str] = None, mirror: Optional[str] = None, force: bool = False,
                 if_missing: bool = False, debug: bool = False) -> None:
     """Build offline stand-ins for the targets' python base images (hosts that cannot pull)."""
+    _no_dry_run(c, "base-images", "'invoke doctor' lists the base images and whether each is here.")
     with user_errors(debug):
         docker = Docker.from_environment(Runner())
         docker.preflight()
-        targets = _project(c).targets_file(check_files=False)
+        project = _project(c)
+        targets = project.targets_file(check_files=False)
         public = [image.base_image for image in targets.images.values()]
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ds2ir" / "base-images"
+        cache = project.cache / "base-images"
         built = baseimages.build_offline_base_images(
             docker, public, python_root=Path(python_root or baseimages.DEFAULT_PYTHON_ROOT),
             mirror=mirror or baseimages.DEFAULT_MIRROR, cache=cache, force=force, if_missing=if_missing,
@@ -299,6 +325,7 @@ def base_images(c: Context, python_root: Optional[str] = None, mirror: Optional[
 @task(help=_help("target", "debug"))
 def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> None:
     """Run the two services of docker-compose.yml for a target (v2 `docker compose` or v1 `docker-compose`)."""
+    _no_dry_run(c, "compose", "'invoke --dry compose-env' prints the environment compose would get.")
     with user_errors(debug):
         docker = Docker.from_environment(Runner())
         docker.preflight()
@@ -321,6 +348,9 @@ def compose_env(c: Context, debug: bool = False) -> None:
     """Regenerate .env (what plain `docker compose up` reads) from targets.toml's default target."""
     with user_errors(debug):
         project = _project(c)
+        if _dry(c):
+            print(f"(dry run) would write {project.root / '.env'}:\n{render_env_file(load_target(project.targets))}", end="")
+            return
         write_env_file(project.root / ".env", load_target(project.targets))
         print(f"wrote {project.root / '.env'}")
 
@@ -337,6 +367,8 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
         project = _project(c, artifacts)
         chosen = project.targets_file()
         cells = [chosen.target(name) for name in (targets or chosen.matrix)]
+        if not list_:
+            _no_dry_run(c, "matrix", "'invoke matrix --list' prints its cells; 'invoke build --dry-run --target T' what one would run.")
         if list_:
             if format_ not in ("text", "github"):
                 raise ConfigError(f"--format must be text or github, not '{format_}'.")
@@ -360,6 +392,7 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
             "artifacts": "where matrix/matrix.{md,json} go (default: artifacts/)", "debug": HELP["debug"]})
 def matrix_gather(c: Context, cells: Optional[list] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Gather the cells that separate runners built (the matrix workflow) into one matrix table."""
+    _no_dry_run(c, "matrix-gather", "it only writes matrix/matrix.{md,json}.")
     with user_errors(debug):
         out = _project(c, artifacts).artifacts / matrices.MATRIX_DIR
         result = matrices.gather([Path(d) for d in cells or []], out)
@@ -374,8 +407,8 @@ def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
     """Compile the hashed locks (locks/*.txt) of the images and the host with uv, from locks/*.in and pyproject.toml."""
     with user_errors(debug):
         project = _project(c)
-        for path in locks.compile_locks(Runner(), project.root, project.targets_file(check_files=False), upgrade=upgrade):
-            print(f"wrote {path}")
+        for path in locks.compile_locks(Runner(dry_run=_dry(c)), project.root, project.targets_file(check_files=False), upgrade=upgrade):
+            print(f"{'(dry run) would write' if _dry(c) else 'wrote'} {path}")
 
 
 @task(name="ci-local", iterable=["input_"],
@@ -388,6 +421,7 @@ def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
 def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = None, event: str = "push",
              input_: Optional[list] = None, log: Optional[str] = None, lint_only: bool = False, debug: bool = False) -> None:
     """Lint the GitHub workflows, then run one with act on a clean clone of HEAD, offline (docs/ci.md)."""
+    _no_dry_run(c, "ci-local", "'invoke ci-local --lint-only' only validates the workflows.")
     with user_errors(debug):
         malformed = [item for item in input_ or [] if "=" not in item]
         if malformed:
@@ -413,8 +447,9 @@ def test(c: Context, unit: bool = False, k: Optional[str] = None, coverage: bool
     if k:
         args += ["-k", k]
     if not coverage:
-        c.run(quote(args), pty=False)
+        c.run(quote(args), pty=False)  # invoke --dry: printed, not run
         return
+    _no_dry_run(c, "test --coverage", "'invoke --dry test' prints the pytest command.")
     from ds2ir.host import testcoverage
 
     directory = CHECKOUT / ".coverage-run"
@@ -433,6 +468,7 @@ def test(c: Context, unit: bool = False, k: Optional[str] = None, coverage: bool
       iterable=["module", "tests", "only"])
 def mutate(c: Context, module: Optional[list] = None, tests: Optional[list] = None, only: Optional[list] = None) -> None:
     """Mutation testing (mutmut) of the modules that gate correctness and safety; prints the score and survivors."""
+    _no_dry_run(c, "mutate", "'invoke mutate --only PATTERN' runs a few mutants.")
     with user_errors(False):
         result = mutation.run(CHECKOUT, module or list(mutation.GATE_MODULES), tests=tests or [], only=only or [])
     for survivor in result["survivors"]:

@@ -634,8 +634,9 @@ def prepare_recordings(recordings: Sequence[Path], directory: Path, arch: Archit
                          source=np.array(str(path)))
 
 
-def clean(artifacts: Path, targets: Sequence[str], known: Sequence[str]) -> List[Path]:
-    """Remove the artifact directories of ``targets`` (all of ds2ir's when empty); return what went.
+def clean(artifacts: Path, targets: Sequence[str], known: Sequence[str], *, dry_run: bool = False) -> List[Path]:
+    """Remove the artifact directories of ``targets`` (all of ds2ir's when empty); return what went
+    (``dry_run``: what would go, removing nothing).
 
     Only directories ds2ir recognises as its own (``is_target_dir``) are removed; anything else
     (a name that leaves ``artifacts``, a symlink, an unknown name, a directory ds2ir did not make)
@@ -653,7 +654,7 @@ def clean(artifacts: Path, targets: Sequence[str], known: Sequence[str]) -> List
                 f"{artifacts} holds {len(foreign)} director{'y' if len(foreign) == 1 else 'ies'} that ds2ir did not make "
                 f"({', '.join(foreign[:10])}), so it is not only an artifacts directory; nothing was removed. Name the "
                 f"targets to clean with --target, or pass the right --artifacts DIR.")
-    for path in doomed:
+    for path in doomed if not dry_run else []:
         shutil.rmtree(path)
     return doomed
 
