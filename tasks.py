@@ -12,13 +12,15 @@ from typing import Iterator, List, Optional
 from invoke import Context, Exit, task
 
 from ds2ir.errors import ConfigError, Ds2irError
-from ds2ir.host import baseimages, ci, fetch, locks, manifest, mutation
+from ds2ir.host import applications, baseimages, ci, fetch, locks, manifest, mutation
 from ds2ir.host import build as builds
+from ds2ir.host import clean as cleaning
 from ds2ir.host import doctor as doctors
 from ds2ir.host import matrix as matrices
 from ds2ir.host.asset_cache import cache_path
 from ds2ir.host.docker import Docker, compose_environment, render_env_file, write_env_file
 from ds2ir.host.project import Project
+from ds2ir.host.recordings import default_recordings
 from ds2ir.model.targets import Target
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner, quote
@@ -150,13 +152,13 @@ def verify(c: Context, target: Optional[str] = None, audio: Optional[list] = Non
         project = _project(c, artifacts)
         builder = _builder(project, target)
         recordings = ([Path(a) for a in audio] if audio else
-                      builds.default_recordings(project.recordings, builder.layout, builder.target.architecture))
+                      default_recordings(project.recordings, builder.layout, builder.target.architecture))
         if variants:
             others = [_builder(project, variant.name) for variant in _variants_of(project, builder.target)]
-            comparison = builds.verify_variants([builder, *others], recordings, precision)
+            comparison = applications.verify_variants([builder, *others], recordings, precision)
             print(comparison.read_text(), end="")
             return
-        report = builder.verify(recordings, precision)
+        report = applications.verify(builder, recordings, precision)
         print(f"[{builder.target.name}] verified {len(recordings)} recording(s) at {precision}: {report}")
 
 
@@ -185,8 +187,8 @@ def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str
     with user_errors(debug):
         builder = _builder(_project(c, artifacts), target, offline=offline, trust_on_first_use=trust_on_first_use)
         scorer_file = builder.release_scorer() if scorer == "release" else Path(scorer).resolve() if scorer else None
-        print(builder.transcribe(
-            Path(audio).resolve(), device=device, precision=precision, scorer=scorer_file,
+        print(applications.transcribe(
+            builder, Path(audio).resolve(), device=device, precision=precision, scorer=scorer_file,
             beam_width=beam_width or None, lm_alpha=_number("lm-alpha", lm_alpha), lm_beta=_number("lm-beta", lm_beta),
         ), end="")
 
@@ -233,7 +235,7 @@ def bench(c: Context, target: Optional[str] = None, audio: Optional[str] = None,
         builder = _builder(project, target)
         variants = [_builder(project, variant.name) for variant in _variants_of(project, builder.target)]
         recording = (Path(audio) if audio else
-                     builds.default_recordings(project.recordings, builder.layout, builder.target.architecture)[0])
+                     default_recordings(project.recordings, builder.layout, builder.target.architecture)[0])
         report = Bench(builder, variants=variants, audio=recording.resolve(), repeat=repeat, cold=cold).run()
         print(report.read_text(), end="")
 
@@ -290,7 +292,7 @@ def clean(c: Context, target: Optional[list] = None, artifacts: Optional[str] = 
     with user_errors(False):
         project = _project(c, artifacts)
         root = project.artifacts
-        removed = builds.clean(root, target or [], known=project.targets_file(check_files=False).names, dry_run=_dry(c))
+        removed = cleaning.clean(root, target or [], known=project.targets_file(check_files=False).names, dry_run=_dry(c))
         for path in removed:
             print(f"{'(dry run) would remove' if _dry(c) else 'removed'} {path}")
         if not removed:

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from ds2ir.errors import ContainerError
-from ds2ir.host.build import TARGET_MARK
+from ds2ir.host.clean import TARGET_MARK
 from ds2ir.host.manifest import output_files
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ds2ir.errors import ConfigError, DecoderError, MissingInputError
-from ds2ir.host import build
+from ds2ir.host import applications, build
 from ds2ir.host.docker import Docker
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.runner import Runner
@@ -74,17 +74,17 @@ def test_beam_search_in_an_image_without_the_decoder_fails_before_any_container(
     builder = _builder(TargetsFile.load(path).target("greedy-only"), tmp_path)
     for options in ({"beam_width": 16}, {"scorer": wav}):
         with pytest.raises(DecoderError, match="transcribes in image 'convert-ov2024.6', whose lock .* does not install it"):
-            builder.transcribe(wav, device="CPU", precision="f32", **options)
+            applications.transcribe(builder, wav, device="CPU", precision="f32", **options)
 
 
 def test_scorer_and_options_are_checked_on_the_host(tmp_path, wav):
     builder = _builder(load_target(targets_file(), "ldc93s1-smoke"), tmp_path)
     with pytest.raises(MissingInputError, match="does not exist"):
-        builder.transcribe(wav, device="CPU", precision="f32", scorer=tmp_path / "none.scorer")
+        applications.transcribe(builder, wav, device="CPU", precision="f32", scorer=tmp_path / "none.scorer")
     with pytest.raises(DecoderError, match="is not a DeepSpeech scorer"):
-        builder.transcribe(wav, device="CPU", precision="f32", scorer=wav)
+        applications.transcribe(builder, wav, device="CPU", precision="f32", scorer=wav)
     with pytest.raises(ConfigError, match="need --scorer"):
-        builder.transcribe(wav, device="CPU", precision="f32", lm_alpha=1.0, lm_beta=1.0)
+        applications.transcribe(builder, wav, device="CPU", precision="f32", lm_alpha=1.0, lm_beta=1.0)
 
 
 def test_an_audio_path_that_is_not_a_file_is_refused_on_the_host(tmp_path, wav):
@@ -93,8 +93,8 @@ def test_an_audio_path_that_is_not_a_file_is_refused_on_the_host(tmp_path, wav):
 
     builder = _builder(load_target(targets_file(), "ldc93s1-smoke"), tmp_path)
     with pytest.raises(MissingInputError, match="The audio file .* does not exist"):
-        builder.transcribe(tmp_path / "absent.wav", device="CPU", precision="f32")
+        applications.transcribe(builder, tmp_path / "absent.wav", device="CPU", precision="f32")
     with pytest.raises(AudioError, match="is a directory, not a regular file"):
-        builder.transcribe(tmp_path, device="CPU", precision="f32")
+        applications.transcribe(builder, tmp_path, device="CPU", precision="f32")
     with fifo(tmp_path / "pipe.wav") as path, pytest.raises(AudioError, match="is a FIFO"):
-        builder.transcribe(path, device="CPU", precision="f32")
+        applications.transcribe(builder, path, device="CPU", precision="f32")

@@ -8,7 +8,7 @@ from typing import Dict, Tuple
 import pytest
 
 from ds2ir.errors import ConfigError
-from ds2ir.host import build
+from ds2ir.host import clean as build
 from ds2ir.model.layout import TARGETS_ENV
 from tests._support import fake_docker
 from tests.e2e.helpers import PROJECT, invoke

@@ -9,7 +9,8 @@ import pytest
 
 from ds2ir.errors import ConfigError, FetchError, MissingInputError
 from ds2ir.host import assets_lock
-from ds2ir.host.build import Builder, stages_for
+from ds2ir.host.build import Builder
+from ds2ir.host.stamps import stages_for
 from ds2ir.host.docker import Docker
 from ds2ir.host.project import Project
 from ds2ir.model.layout import ArtifactLayout

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 from ds2ir import atomic
-from ds2ir.host.build import Builder, prepare_recordings
+from ds2ir.host.build import Builder
+from ds2ir.host.recordings import prepare_recordings
 from ds2ir.model import cpu
 from ds2ir.model.bench import (
     BANDWIDTH_REPEAT,
