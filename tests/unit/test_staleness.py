@@ -17,7 +17,9 @@ import pytest
 
 from ds2ir.errors import ContainerError, Ds2irError, MissingInputError
 from ds2ir.host import build
+from ds2ir.host.clean import TARGET_MARK
 from ds2ir.host.project import Project
+from ds2ir.host.stamps import stages_for
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
@@ -122,10 +124,10 @@ def test_a_second_build_runs_nothing_and_the_stamps_record_key_outputs_and_secon
     first = builder(tmp_path, engine)
     timings = first.build()
     assert ran(engine) == ALL and list(timings) == ALL and all(seconds >= 0 for seconds in timings.values())
-    for stage in build.stages_for(first.target, first.layout):
+    for stage in stages_for(first.target, first.layout):
         stamp = json.loads((first.layout.stamps_dir / f"{stage.name}.json").read_text())
         assert stamp["key"] == first._stage_key(stage) and len(stamp["key"]) == 64
-        assert stamp["outputs"] == first._outputs(stage) and stamp["seconds"] >= 0
+        assert stamp["outputs"] == first.stamps.outputs(stage) and stamp["seconds"] >= 0
     assert builder(tmp_path, engine).build() == {}
     assert engine.said == [f"[synthetic-small] {name}: up to date, skipped" for name in ALL]
 
@@ -235,7 +237,7 @@ def test_a_missing_input_names_the_stage_and_the_path(tmp_path, engine):
         path.unlink()
     first.layout.checkpoint_dir.rmdir()
     first.images()
-    freeze = build.stages_for(first.target, first.layout)[1]
+    freeze = stages_for(first.target, first.layout)[1]
     with pytest.raises(MissingInputError, match=rf"Stage 'freeze' needs {re.escape(str(first.layout.checkpoint_dir))}"):
         first._stage_key(freeze)
 
@@ -258,7 +260,7 @@ def test_the_manifest_lists_images_stages_inputs_and_outputs(tmp_path, engine):
     assert list(manifest["stages"]) == sorted(ALL) and manifest["engines"] == {"ir": "fake"}
     assert manifest["inputs"] == {"synthetic-small/checkpoint/best_dev-1.index": hashlib.sha256(b"seeded weights").hexdigest()}
     assert manifest["outputs"] == first.output_hashes() and "ir/output_graph.bin" in manifest["outputs"]
-    assert (first.layout.target_dir / build.TARGET_MARK).read_text() == "synthetic-small\n"
+    assert (first.layout.target_dir / TARGET_MARK).read_text() == "synthetic-small\n"
 
 
 def test_packages_are_listed_once_per_image_and_again_when_their_cache_is_damaged(tmp_path, engine):
