@@ -13,7 +13,6 @@ from typing import Dict
 
 from ds2ir.atomic import write_bytes
 from ds2ir.errors import ConfigError, MissingInputError, UnknownDigestError
-from ds2ir.host.project import ASSETS_LOCK_ENV
 from ds2ir.paths import regular_file
 
 if sys.version_info >= (3, 11):
@@ -22,6 +21,8 @@ else:  # pragma: no cover - exercised on older hosts
     import tomli as tomllib
 
 LOCK_FILE_NAME = "assets.lock.toml"
+#: the environment variable that points the tasks at another assets lock (host/project.py)
+ASSETS_LOCK_ENV = "DS2IR_ASSETS_LOCK"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _LOCK_HEADER = """\

@@ -13,22 +13,22 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from ds2ir.errors import ConfigError
+from ds2ir.host import assets_lock, manifest
 from ds2ir.model.layout import TARGETS_ENV
 from ds2ir.model.targets import Target
 from ds2ir.model.targets_file import TargetsFile
 
-ASSETS_LOCK_ENV = "DS2IR_ASSETS_LOCK"
 CACHE_ENV = "DS2IR_CACHE"
 #: the ``ds2ir`` settings of invoke's configuration (invoke.yaml beside tasks.py), relative to the checkout
 DEFAULTS = {
     "targets": "targets.toml",
-    "assets_lock": "assets.lock.toml",
-    "outputs_lock": "outputs.lock.json",
+    "assets_lock": assets_lock.LOCK_FILE_NAME,
+    "outputs_lock": manifest.LOCK_FILE_NAME,
     "recordings": "data",
     "artifacts": "artifacts",
 }
 #: environment variables that override a setting (kept from before invoke.yaml; the tests and images use them)
-ENVIRONMENT = {"targets": TARGETS_ENV, "assets_lock": ASSETS_LOCK_ENV, "cache": CACHE_ENV}
+ENVIRONMENT = {"targets": TARGETS_ENV, "assets_lock": assets_lock.ASSETS_LOCK_ENV, "cache": CACHE_ENV}
 
 
 @dataclass(frozen=True)
