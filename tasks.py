@@ -256,9 +256,7 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
         if import_:
             print(fetch.import_file(Path(import_), url, lock_path=lock, cache=cache, trust_on_first_use=trust_on_first_use))
             return
-        chosen = load_target(project.targets, target)
-        weights = chosen.release.model_url if chosen.checkpoint == "pbmm" else chosen.release.checkpoint_url
-        for asset in [url for url in (weights, chosen.release.source_url if source else None) if url]:
+        for asset in fetch.release_assets(load_target(project.targets, target), source=source):
             if _dry(c):
                 print(f"(dry run) would fetch {asset} into {cache_path(asset, cache)}")
                 continue
@@ -425,11 +423,7 @@ def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = N
     """Lint the GitHub workflows, then run one with act on a clean clone of HEAD, offline (docs/ci.md)."""
     _no_dry_run(c, "ci-local", "'invoke ci-local --lint-only' only validates the workflows.")
     with user_errors(debug):
-        malformed = [item for item in input_ or [] if "=" not in item]
-        if malformed:
-            raise ConfigError(f"--input takes NAME=VALUE, got {', '.join(repr(item) for item in malformed)}; "
-                              f"e.g. --input \"targets=synthetic-small synthetic-small-tf1.15.2\".")
-        inputs = dict(item.partition("=")[::2] for item in input_ or [])
+        inputs = ci.parse_inputs(input_ or [])
         runner = Runner()
         project = _project(c)
         for path in ci.lint(project.root, runner):

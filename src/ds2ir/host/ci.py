@@ -15,9 +15,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
-from ds2ir.errors import MissingInputError
+from ds2ir.errors import ConfigError, MissingInputError
 from ds2ir.runner import Runner
 
 #: where `invoke ci-local` keeps act's logs, under the artifacts root
@@ -29,6 +29,15 @@ ACT_STAND_IN_DIR = Path(".github/act")
 ACT_STAND_INS = {f"actions/{name}": ACT_STAND_IN_DIR / name.split("@")[0]
                  for name in ("setup-python@v5", "upload-artifact@v4", "download-artifact@v4")}
 RUNNER_PLATFORM = "ubuntu-latest=-self-hosted"
+
+
+def parse_inputs(items: Sequence[str]) -> Dict[str, str]:
+    """``--input NAME=VALUE`` options as a workflow_dispatch's inputs; one without ``=`` is refused."""
+    malformed = [item for item in items if "=" not in item]
+    if malformed:
+        raise ConfigError(f"--input takes NAME=VALUE, got {', '.join(repr(item) for item in malformed)}; "
+                          f"e.g. --input \"targets=synthetic-small synthetic-small-tf1.15.2\".")
+    return dict(item.partition("=")[::2] for item in items)
 
 
 def lint(project: Path, runner: Runner) -> List[Path]:

@@ -16,7 +16,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from ds2ir.atomic import atomic_path
 from ds2ir.errors import (
@@ -33,6 +33,7 @@ from ds2ir.host.asset_cache import IMPORT_HINT, PART_SUFFIX, asset_lock, asset_n
 from ds2ir.host.assets_lock import LockEntry, read_lock, record, unknown_digest
 from ds2ir.host.download import Stall, download
 from ds2ir.model import pbmm
+from ds2ir.model.targets import Target
 
 # DeepSpeech 0.8.2's checkpoint tarball is about 0.7 GB; anything past this is not it.
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
@@ -41,6 +42,13 @@ _ARCHIVE_NAME = re.compile(r"\.(tar|tgz|tar\.(gz|bz2|xz))$")
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def release_assets(target: Target, *, source: bool = False) -> List[str]:
+    """The URLs of the release files ``target`` builds from (its checkpoint, or its .pbmm), and with
+    ``source`` the release's source archive: what `invoke fetch` brings into the cache."""
+    weights = target.release.model_url if target.checkpoint == "pbmm" else target.release.checkpoint_url
+    return [url for url in (weights, target.release.source_url if source else None) if url]
 
 
 def _verify(path: Path, url: str, lock_path: Path, trust_on_first_use: bool, fix: str, served_from: str = "") -> None:
