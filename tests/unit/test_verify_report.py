@@ -173,3 +173,60 @@ def test_variant_comparison_skips_files_a_variant_did_not_verify_and_keeps_its_f
     text = verify.render_variant_comparison(comparison)
     assert text.startswith("IR variants against TensorFlow, bf16 inference.") and "\n### 01-y\n" in text
     assert "| fp16 | t-fp16 | 0.0015 | 1e-07 | 0.003 | 0.1 | no | c (differs from TF) | yes |" in text.splitlines()
+
+
+def test_a_shape_mismatch_in_one_output_leaves_the_others_compared():
+    report = verify.compare(TRUTH, dict(moved(TRUTH, "state_h", 0, 0.25), logits=np.zeros((2, 3))))
+    assert list(report) == list(verify.STREAM_OUTPUTS) and report["state_h"]["max_abs"] == pytest.approx(0.25)
+
+
+def test_an_output_between_one_and_two_bounds_is_a_failure_line_too():
+    result = verify.fidelity(TRUTH, TRUTH, moved(TRUTH, "state_h", 0, 1.5 * 8 * verify.ERROR_FLOOR), 0.0)
+    assert [line.split(" ")[0] for line in verify.fidelity_failures(result)] == ["state_h"]
+
+
+class Carry:
+    """A model whose every output depends on both states it is given."""
+
+    def step(self, window, state_c, state_h):
+        return np.full((1, 1), state_c[0] + 10 * state_h[0]), state_c + window[0], state_h + 2 * window[0]
+
+
+def test_stream_passes_both_carried_states_to_every_step():
+    out = verify.stream(Carry(), np.array([[1.0], [2.0]]), np.zeros(1), np.zeros(1))
+    assert out["logits"][:, 0, 0].tolist() == [0.0, 21.0]  # (0 + 10*0), then (1 + 10*2)
+    assert out["state_c"][:, 0].tolist() == [1.0, 3.0] and out["state_h"][:, 0].tolist() == [2.0, 6.0]
+
+
+def test_random_windows_have_the_spread_of_mfccs_and_states_that_of_an_lstm():
+    arch = Architecture(n_hidden=64)
+    inputs = verify.random_inputs(arch, seed=11, n_windows=20)
+    assert abs(float(inputs["windows"].std()) - 10.0) < 0.2  # 10 x standard normal, 20 x 16 x 494 values
+    state_h = inputs["state_h"]
+    assert -0.5 <= state_h.min() < -0.45 and 0.45 < state_h.max() <= 0.5  # uniform over [-0.5, 0.5)
+
+
+@pytest.mark.parametrize("series, drift", [
+    ([1e-6, 1e-3, 1e-6, 1e-4], True),  # four windows: quarters of one (of two: no growth)
+    ([1e-6, 1e-3, 1e-6, 1e-6, 1e-6, 1e-6, 1e-6, 1e-4], False),  # eight: quarters of two (of one: growth)
+    ([2 ** -16, 0.0, 0.0, 2 ** -14], False),  # late exactly four times early: not more
+])
+def test_drift_quarters_are_a_quarter_of_the_windows_at_least_one(series, drift):
+    assert verify.grows(series) is drift
+
+
+def test_file_report_counts_the_windows_and_keeps_the_transcripts():
+    truth = outputs(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2)))
+    transcripts = {"tf": "she had", "ir": "she had"}
+    result = verify.file_report(truth, truth, ground_truth=truth, valid_steps=1, transcripts=transcripts, tolerance=0.0)
+    assert result["windows"] == 3 and result["transcripts"] == transcripts
+
+
+def test_variant_comparison_lists_a_file_for_every_variant_that_verified_it():
+    def report(files):
+        entry = {"max_abs": 0.0, "max_scaled": 0.0, "ir_vs_f64": 0.0, "tf_vs_f64": 0.0, "state_drift": False,
+                 "passed": True, "transcripts": {"tf": "a", "ir": "a"}}
+        return {"target": "t", "inference_precision": "f32", "tolerance": 0.0, "passed": True,
+                "files": {name: entry for name in files}}
+    comparison = verify.variant_comparison({"fp32": report(["x"]), "fp16": report([]), "int8": report(["x"])})
+    assert list(comparison["files"]["x"]["variants"]) == ["fp32", "int8"]
