@@ -22,8 +22,9 @@ from ds2ir.errors import ConfigError
 GATE_MODULES = {
     "verify": ("model/verify", "the IR-vs-TF tolerance", ["tests/unit/test_verify.py", "tests/unit/test_tolerance.py",
                                                           "tests/unit/test_verify_report.py"]),
-    "build": ("host/build", "stamps and staleness", ["tests/unit/test_staleness.py", "tests/unit/test_build.py",
-                                                     "tests/unit/test_faults_storage.py", "tests/unit/test_errors.py"]),
+    "build": ("host/build", "running the stages that are stale", ["tests/unit/test_staleness.py", "tests/unit/test_build.py",
+                                                                  "tests/unit/test_faults_storage.py", "tests/unit/test_errors.py"]),
+    "stamps": ("host/stamps", "stamps and staleness", ["tests/unit/test_staleness.py", "tests/unit/test_faults_storage.py"]),
     "docker": ("host/docker", "content tags of the stage images", ["tests/unit/test_content_tags.py",
                                                                    "tests/unit/test_docker_commands.py",
                                                                    "tests/unit/test_docker.py", "tests/unit/test_locks.py"]),
