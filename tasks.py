@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from invoke import Context, Exit, task
+from invoke import Collection, Context, Exit, task
 
 from ds2ir.errors import ConfigError, Ds2irError
 from ds2ir.host import applications, baseimages, ci, fetch, locks, manifest, mutation
@@ -19,7 +19,7 @@ from ds2ir.host import doctor as doctors
 from ds2ir.host import matrix as matrices
 from ds2ir.host.asset_cache import cache_path
 from ds2ir.host.docker import Docker, compose_environment, render_env_file, write_env_file
-from ds2ir.host.project import Project
+from ds2ir.host.project import DEFAULTS, Project
 from ds2ir.host.recordings import default_recordings
 from ds2ir.model.targets import Target
 from ds2ir.model.targets_file import load_target
@@ -470,3 +470,8 @@ def mutate(c: Context, module: Optional[list] = None, tests: Optional[list] = No
     for survivor in result["survivors"]:
         print(survivor)
     print(json.dumps({key: result[key] for key in ("modules", "stats", "score")}, sort_keys=True))
+
+
+#: the root collection, with the project's settings as invoke configuration: invoke.yaml beside this file,
+#: a runtime file (-f) or INVOKE_DS2IR_<SETTING> override these defaults, and DS2IR_* variables override all
+ns = Collection.from_module(sys.modules[__name__], config={"ds2ir": {**DEFAULTS, "cache": None}})

@@ -80,11 +80,12 @@ def clone(tmp_path: Path) -> Path:
     return clone
 
 
-def _invoke(clone: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _invoke(clone: Path, tmp_path: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
     """`invoke -r CLONE ...` from a third directory, the package imported from THIS checkout (its src/ first on
     PYTHONPATH, as when it was pip-installed from here) and no DS2IR_* variable pointing anywhere."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("DS2IR_")}
-    env.update(PYTHONPATH=str(CHECKOUT / "src"), DS2IR_CACHE=str(tmp_path / "cache"), **fake_docker.install(tmp_path / "docker"))
+    env.update(PYTHONPATH=str(CHECKOUT / "src"), DS2IR_CACHE=str(tmp_path / "cache"), **fake_docker.install(tmp_path / "docker"),
+               **variables)
     result = subprocess.run([sys.executable, "-m", "invoke", "-r", str(clone), *args], cwd=str(tmp_path), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert result.returncode == 0, result.stdout[-4000:]
@@ -114,9 +115,12 @@ def test_two_clones_never_read_or_write_each_others_files(clone: Path, tmp_path:
     assert _snapshot(CHECKOUT) == before
 
 
-def test_invoke_yaml_beside_tasks_py_sets_the_projects_paths(clone: Path, tmp_path: Path) -> None:
+def test_invoke_configuration_sets_the_projects_paths(clone: Path, tmp_path: Path) -> None:
+    """invoke.yaml beside tasks.py over the defaults, invoke's INVOKE_DS2IR_* variables over invoke.yaml."""
     (clone / "invoke.yaml").write_text("ds2ir:\n  artifacts: build-output\n  targets: conf/targets.toml\n")
     (clone / "conf").mkdir()
     (clone / "targets.toml").rename(clone / "conf" / "targets.toml")
     doctor = _invoke(clone, tmp_path, "doctor").stdout
     assert f"{clone / 'conf' / 'targets.toml'} (" in doctor and str(clone / "build-output") in doctor
+    elsewhere = tmp_path / "elsewhere"
+    assert str(elsewhere) in _invoke(clone, tmp_path, "doctor", INVOKE_DS2IR_ARTIFACTS=str(elsewhere)).stdout
