@@ -18,7 +18,8 @@ from ds2ir.host import clean as cleaning
 from ds2ir.host import doctor as doctors
 from ds2ir.host import matrix as matrices
 from ds2ir.host.asset_cache import cache_path
-from ds2ir.host.docker import Docker, compose_environment, render_env_file, write_env_file
+from ds2ir.host.compose import compose_environment, exit_codes, render_env_file, write_env_file
+from ds2ir.host.docker import Docker
 from ds2ir.host.project import DEFAULTS, Project
 from ds2ir.host.recordings import default_recordings
 from ds2ir.model.targets import Target
@@ -337,7 +338,7 @@ def compose(c: Context, target: Optional[str] = None, debug: bool = False) -> No
         project.artifacts.mkdir(exist_ok=True)
         compose = docker.compose_command()
         docker.runner.run([*compose, "up", "--build"], step="compose up", env=env, cwd=project.root)
-        codes = docker.compose_exit_codes(compose, cwd=project.root, env=env)
+        codes = exit_codes(docker, compose, cwd=project.root, env=env)
         failed = {service: code for service, code in codes.items() if code != 0}
         if failed:
             raise Exit(f"ds2ir: error: compose services failed (exit codes {failed}); their logs are above.", code=2)

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ds2ir.host.docker import Docker
 from ds2ir.host.assets_lock import LockEntry, write_lock
+from ds2ir.host.docker import Docker
+from ds2ir.host.images import ensure_stage_image
 from ds2ir.model.layout import TARGETS_ENV
 from ds2ir.model.targets_file import load_target
 from tests._support.checkout import targets_file
+from tests._support.stages import run_stage
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +36,8 @@ def stage_command(docker: Docker, target_name: str, stage: str, args: List[str],
     """Run a ds2ir command in the target's real stage image; return its stdout."""
     target = load_target(targets_file(), target_name)
     spec = target.freeze_image if stage == "freeze" else target.convert_image
-    image = docker.ensure_stage_image(spec, PROJECT)
-    return docker.run_stage(step=args[0], image=image, args=[*args, "--target", target_name],
+    image = ensure_stage_image(docker, spec, PROJECT)
+    return run_stage(docker, step=args[0], image=image, args=[*args, "--target", target_name],
                             artifacts=artifacts, targets=targets_file(), capture=True)
 
 

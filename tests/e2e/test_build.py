@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from ds2ir.host.images import ensure_stage_image
 from ds2ir.model.architecture import LSTM_SCOPE
 from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
 from ds2ir.model.targets_file import load_target
@@ -109,7 +110,7 @@ def test_checkpoint_missing_a_variable_fails_clearly_and_writes_nothing(docker, 
         "checkpoint.save(ArtifactLayout(CONTAINER_ARTIFACTS, t.name).checkpoint_dir, v, "
         "alphabet=t.alphabet, arch=t.architecture)"
     )
-    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
+    image = ensure_stage_image(docker, load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
     docker.runner.run(["docker", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
                        "-v", f"{artifacts}:/artifacts", "-v", f"{targets}:/etc/ds2ir/targets.toml:ro",
                        "--entrypoint", "python", image, "-c", script], step="write broken checkpoint")

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ds2ir.host.docker import compose_environment
+from ds2ir.host.compose import compose_environment, exit_codes, render_env_file
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets_file import load_target
 from tests._support.checkout import targets_file
@@ -29,11 +29,11 @@ def test_compose_up_freezes_and_converts(docker, tmp_path, version):
     try:
         result = subprocess.run(command + project + ["up", "--build"], cwd=str(PROJECT), env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-        exit_codes = docker.compose_exit_codes(command + project, cwd=PROJECT, env=env)
+        codes = exit_codes(docker, command + project, cwd=PROJECT, env=env)
     finally:
         subprocess.run(command + project + ["down"], cwd=str(PROJECT), env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert result.returncode == 0 and exit_codes == {"freeze": 0, "convert": 0}, result.stdout[-4000:]
+    assert result.returncode == 0 and codes == {"freeze": 0, "convert": 0}, result.stdout[-4000:]
     paths = ArtifactLayout(tmp_path, target.name)
     for path in (paths.checkpoint_dir / "best_dev-1.index", paths.frozen_graph, paths.ir_xml, paths.ir_bin):
         assert path.is_file(), path
@@ -41,6 +41,4 @@ def test_compose_up_freezes_and_converts(docker, tmp_path, version):
 
 
 def test_committed_env_file_matches_targets():
-    from ds2ir.host.docker import render_env_file
-
     assert (PROJECT / ".env").read_text() == render_env_file(load_target(targets_file()))

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from ds2ir.host.docker import Docker
+from tests._support.stages import run_stage
 
 
 def test_artifacts_path_with_colon_comma_and_quote_is_mounted_as_given(docker: Docker, tmp_path: Path) -> None:
@@ -14,7 +15,7 @@ def test_artifacts_path_with_colon_comma_and_quote_is_mounted_as_given(docker: D
     recording = tmp_path / "in,put:1.wav"
     recording.write_text("input\n")
     image = docker.resolve_base_image("python:3.11-slim")
-    out = docker.run_stage(step="mount probe", image=image, entrypoint="sh", artifacts=artifacts, targets=targets,
+    out = run_stage(docker, step="mount probe", image=image, entrypoint="sh", artifacts=artifacts, targets=targets,
                            read_only={recording: "/input/in,put:1.wav"}, capture=True,
                            args=["-c", "cat '/input/in,put:1.wav' /etc/ds2ir/targets.toml && echo written > /artifacts/out"])
     assert out == "input\ntargets\n"

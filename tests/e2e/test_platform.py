@@ -7,6 +7,7 @@ import pytest
 
 from ds2ir.errors import ContainerError
 from ds2ir.host.docker import Docker
+from tests._support.stages import run_stage
 
 
 def test_a_stage_run_for_a_platform_the_engine_cannot_run_fails_instead_of_running_natively(docker: Docker, tmp_path: Path) -> None:
@@ -15,8 +16,8 @@ def test_a_stage_run_for_a_platform_the_engine_cannot_run_fails_instead_of_runni
     targets.write_text("")
     args = dict(step="platform probe", image=image, entrypoint="python", artifacts=tmp_path / "a", targets=targets,
                 capture=True, args=["-c", "import platform; print(platform.machine())"])
-    assert docker.run_stage(**args, platform="linux/amd64").strip() == "x86_64"  # type: ignore[arg-type]
+    assert run_stage(docker, **args, platform="linux/amd64").strip() == "x86_64"  # type: ignore[arg-type]
     if docker.server_platform() != "linux/amd64":
         pytest.skip("this engine is not linux/amd64")
     with pytest.raises(ContainerError):  # no arm64 image, no emulation here: the engine refuses, nothing runs as x86
-        docker.run_stage(**args, platform="linux/arm64")  # type: ignore[arg-type]
+        run_stage(docker, **args, platform="linux/arm64")  # type: ignore[arg-type]

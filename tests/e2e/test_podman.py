@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from ds2ir.host.docker import Docker
+from ds2ir.host.images import ensure_stage_image
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
 from tests._support.checkout import targets_file
@@ -24,7 +25,7 @@ def podman(docker: Docker) -> Docker:
     engine.preflight()
     target = load_target(targets_file(), "synthetic-small")
     for spec in (target.freeze_image, target.convert_image):
-        copy_image(docker, engine, docker.ensure_stage_image(spec, PROJECT))
+        copy_image(docker, engine, ensure_stage_image(docker, spec, PROJECT))
     return engine
 
 

@@ -6,9 +6,11 @@ import hashlib
 import pytest
 
 from ds2ir.errors import ContainerError
+from ds2ir.host.images import ensure_stage_image
 from ds2ir.model.layout import TARGETS_ENV, ArtifactLayout
 from ds2ir.model.targets_file import load_target
 from tests._support.checkout import targets_file
+from tests._support.stages import run_stage
 from tests.e2e.helpers import PROJECT, invoke
 
 
@@ -46,10 +48,10 @@ def test_changed_weights_fail_the_check_naming_the_files(tmp_path):
     ("151.101.0.223", "OSError: [Errno 101] Network is unreachable"),  # no route, even to an address
 ])
 def test_stage_containers_have_no_network(docker, tmp_path, host, refusal):
-    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
+    image = ensure_stage_image(docker, load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
     probe = f"import socket; socket.create_connection(({host!r}, 443), timeout=5)"
     with pytest.raises(ContainerError) as excinfo:
-        docker.run_stage(step="network probe", image=image, args=["-c", probe], artifacts=tmp_path,
+        run_stage(docker, step="network probe", image=image, args=["-c", probe], artifacts=tmp_path,
                          targets=targets_file(), entrypoint="python")
     assert refusal in excinfo.value.log_tail
 

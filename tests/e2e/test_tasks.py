@@ -17,12 +17,14 @@ import pytest
 
 from ds2ir.errors import ContainerError
 from ds2ir.host.clean import TARGET_MARK
+from ds2ir.host.images import ensure_stage_image, stage_image_tag
 from ds2ir.host.manifest import output_files
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.model.verify import tolerance_for
 from ds2ir.stages.convert import STAGING, mo_command
 from tests._support.checkout import DATA, targets_file
+from tests._support.stages import run_stage
 from tests.e2e.helpers import PROJECT, invoke, last_json
 from tests.e2e.workspace import STAGES, TARGET, checkout_copy, ran
 
@@ -44,7 +46,7 @@ def test_manifest_records_the_target_inputs_outputs_images_and_stages(docker, sp
     packages = {"freeze": "tensorflow==1.15.5", "convert": "openvino==2024.6.0"}
     for stage, spec in (("freeze", target.freeze_image), ("convert", target.convert_image)):
         image = manifest["images"][stage]
-        assert image["tag"] == docker.stage_image_tag(spec, docker.resolve_base_image(spec.base_image), PROJECT)
+        assert image["tag"] == stage_image_tag(docker, spec, docker.resolve_base_image(spec.base_image), PROJECT)
         assert image["id"] == docker.image_id(image["tag"]) and image["id"].startswith("sha256:")
         assert image["base_image"] == docker.resolve_base_image(spec.base_image)
         assert packages[stage] in image["packages"] and image["packages"] == sorted(image["packages"])
@@ -93,10 +95,10 @@ def test_dry_run_from_nothing_writes_nothing(tmp_path):
 
 
 def test_the_checkpoint_mount_refuses_writes(docker, space):
-    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
+    image = ensure_stage_image(docker, load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
     probe = f"open('/artifacts/{TARGET}/checkpoint/best_dev-1.index', 'ab').write(b'x')"
     with pytest.raises(ContainerError) as excinfo:
-        docker.run_stage(step="write probe", image=image, args=["-c", probe], artifacts=space.artifacts,
+        run_stage(docker, step="write probe", image=image, args=["-c", probe], artifacts=space.artifacts,
                          targets=targets_file(), entrypoint="python",
                          read_only={space.layout.checkpoint_dir: f"/artifacts/{TARGET}/checkpoint"})
     assert "OSError: [Errno 30] Read-only file system" in excinfo.value.log_tail
@@ -128,7 +130,7 @@ def test_images_task_prints_the_content_tags(docker):
     output = invoke("images", "--target", "synthetic-small").stdout
     target = load_target(targets_file(), "synthetic-small")
     for spec in (target.freeze_image, target.convert_image):
-        tag = docker.stage_image_tag(spec, docker.resolve_base_image(spec.base_image), PROJECT)
+        tag = stage_image_tag(docker, spec, docker.resolve_base_image(spec.base_image), PROJECT)
         assert f"{spec.stage}: {tag}\n" in output and docker.image_id(tag)
 
 

@@ -9,16 +9,18 @@ import textwrap
 from pathlib import Path
 
 from ds2ir.host.docker import Docker
+from ds2ir.host.images import ensure_stage_image
 from ds2ir.model.targets_file import load_target
 from tests._support.checkout import targets_file
+from tests._support.stages import run_stage
 from tests.e2e.helpers import PROJECT, last_json
 
 LDC93S1_TEXT = "she had your dark suit in greasy wash water all year"
 
 
 def in_freeze_image(docker: Docker, artifacts: Path, script: str) -> dict:
-    image = docker.ensure_stage_image(load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
-    output = docker.run_stage(step="tensorflow check", image=image, args=["-c", textwrap.dedent(script)],
+    image = ensure_stage_image(docker, load_target(targets_file(), "synthetic-small").freeze_image, PROJECT)
+    output = run_stage(docker, step="tensorflow check", image=image, args=["-c", textwrap.dedent(script)],
                               artifacts=artifacts, targets=targets_file(), read_only={PROJECT / "data": "/data"},
                               capture=True, entrypoint="python")
     return last_json(output)

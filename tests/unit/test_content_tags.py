@@ -8,6 +8,7 @@ from typing import Callable
 import pytest
 
 from ds2ir.host.docker import Docker
+from ds2ir.host.images import stage_image_tag
 from ds2ir.model.targets_file import TargetsFile
 from ds2ir.runner import Runner
 
@@ -29,7 +30,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def tag(project: Path, base_image: str = IMAGE.base_image) -> str:
-    return Docker(Runner(dry_run=True)).stage_image_tag(IMAGE, base_image, project)
+    return stage_image_tag(Docker(Runner(dry_run=True)), IMAGE, base_image, project)
 
 
 def append(relative: str, text: str = "# changed\n") -> Callable[[Path], None]:

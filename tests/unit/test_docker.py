@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from ds2ir.errors import ConfigError
-from ds2ir.host.docker import render_env_file
+from ds2ir.host.compose import render_env_file
 from ds2ir.host.engines import bind_mount
+from ds2ir.host.images import available_base_image, build_stage_image, stage_image_tag
 from ds2ir.model.layout import TARGETS_ENV
 from ds2ir.model.targets_file import TargetsFile, load_target
 from tests._support.checkout import targets_file
+from tests._support.stages import run_stage
 
 
 def test_bind_mounts_quote_commas_colons_and_quotes_as_one_field() -> None:
@@ -100,14 +102,14 @@ def test_build_pull_and_run_pass_the_images_platform_and_the_tag_depends_on_it(t
     docker = Docker(runner)  # type: ignore[arg-type]
     spec = load_target(targets_file(), "synthetic-small").convert_image
     arm = dataclasses.replace(spec, platform="linux/arm64")
-    assert docker.stage_image_tag(spec, "python:3.11-slim", PROJECT) != docker.stage_image_tag(arm, "python:3.11-slim", PROJECT)
-    docker.build_stage_image(arm, PROJECT, "ds2ir/x:tag", base_image="python:3.11-slim")
+    assert stage_image_tag(docker, spec, "python:3.11-slim", PROJECT) != stage_image_tag(docker, arm, "python:3.11-slim", PROJECT)
+    build_stage_image(docker, arm, PROJECT, "ds2ir/x:tag", base_image="python:3.11-slim")
     build = next(c for c in runner.commands if c[1] == "build")
     assert build[build.index("--platform") + 1] == "linux/arm64"
-    docker.available_base_image(arm)
+    available_base_image(docker, arm)
     pull = next(c for c in runner.commands if c[1] == "pull")
     assert pull[pull.index("--platform") + 1] == "linux/arm64"
-    docker.run_stage(step="s", image="ds2ir/x:tag", args=[], artifacts=tmp_path / "a", targets=tmp_path / "t", platform="linux/arm64")
+    run_stage(docker, step="s", image="ds2ir/x:tag", args=[], artifacts=tmp_path / "a", targets=tmp_path / "t", platform="linux/arm64")
     run = next(c for c in runner.commands if c[1] == "run")
     assert run[run.index("--platform") + 1] == "linux/arm64"
 

@@ -11,10 +11,14 @@ import pytest
 
 from ds2ir.errors import CommandError, ConfigError, DockerUnavailableError, MissingInputError
 from ds2ir.host import docker as docker_module
+from ds2ir.host import launch, testcoverage
+from ds2ir.host.compose import exit_codes
 from ds2ir.host.docker import Docker
+from ds2ir.host.images import available_base_image, build_stage_image, ensure_stage_image, stage_image_tag
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
 from tests._support.checkout import targets_file
+from tests._support.stages import run_stage
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +52,7 @@ def commands(runner: Recorder) -> List[str]:
 
 @pytest.fixture(autouse=True)
 def no_forwarded_environment(monkeypatch):
-    for key in docker_module.FORWARDED_ENVIRONMENT + (docker_module.testcoverage.ENV, docker_module.TIMEOUT_ENV):
+    for key in launch.FORWARDED_ENVIRONMENT + (testcoverage.ENV, docker_module.TIMEOUT_ENV):
         monkeypatch.delenv(key, raising=False)
 
 
@@ -56,7 +60,7 @@ def test_a_stage_runs_without_network_as_the_caller_with_its_mounts_and_is_remov
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     runner = Recorder(answers={"docker run": "out\n"})
     artifacts, targets, checkpoint = tmp_path / "artifacts", tmp_path / "targets.toml", tmp_path / "ckpt"
-    output = Docker(runner).run_stage(step="freeze stage", image="ds2ir/freeze:1", args=["freeze", "--target", "t"],
+    output = run_stage(Docker(runner), step="freeze stage", image="ds2ir/freeze:1", args=["freeze", "--target", "t"],
                                       artifacts=artifacts, targets=targets, read_only={checkpoint: "/artifacts/t/checkpoint"},
                                       capture=True, entrypoint="python", timeout=30.0, platform="linux/arm64")
     assert output == "out\n" and artifacts.is_dir()  # --mount needs the source to exist
@@ -81,7 +85,7 @@ def test_a_stage_runs_without_network_as_the_caller_with_its_mounts_and_is_remov
 def test_a_failed_stage_is_a_container_error_naming_the_image_and_its_container_is_still_removed(tmp_path):
     runner = Recorder(failing=("docker run",))
     with pytest.raises(CommandError) as excinfo:
-        Docker(runner).run_stage(step="convert", image="ds2ir/convert:2", args=["convert"], artifacts=tmp_path,
+        run_stage(Docker(runner), step="convert", image="ds2ir/convert:2", args=["convert"], artifacts=tmp_path,
                                  targets=tmp_path / "t.toml")
     assert type(excinfo.value).__name__ == "ContainerError" and excinfo.value.image == "ds2ir/convert:2"
     assert [probe[:3] for probe in runner.probed] == [["docker", "rm", "-f"]]
@@ -89,7 +93,7 @@ def test_a_failed_stage_is_a_container_error_naming_the_image_and_its_container_
 
 def test_a_dry_run_creates_and_removes_nothing(tmp_path):
     runner = Recorder(dry_run=True)
-    Docker(runner).run_stage(step="s", image="i", args=["a"], artifacts=tmp_path / "artifacts", targets=tmp_path / "t")
+    run_stage(Docker(runner), step="s", image="i", args=["a"], artifacts=tmp_path / "artifacts", targets=tmp_path / "t")
     assert not (tmp_path / "artifacts").exists() and runner.probed == []
     assert "--entrypoint" not in runner.calls[0]["argv"] and runner.calls[0]["argv"][-2:] == ["i", "a"]
 
@@ -112,19 +116,19 @@ def test_the_offline_stand_in_is_used_where_it_exists():
 def test_a_present_image_is_not_built_again_and_a_missing_one_is_built_with_its_build_args():
     spec = load_target(targets_file(), "synthetic-small").freeze_image
     engine = Docker(Recorder())
-    tag = engine.stage_image_tag(spec, "base:1", PROJECT)
+    tag = stage_image_tag(engine, spec, "base:1", PROJECT)
     present = Recorder(answers={"docker image inspect": "sha256:1"})
-    assert Docker(present).ensure_stage_image(spec, PROJECT, base_image="base:1") == tag
+    assert ensure_stage_image(Docker(present), spec, PROJECT, base_image="base:1") == tag
     assert not any(line.startswith("docker build") for line in commands(present))
     missing = Recorder(answers={"docker image inspect --format {{.Id}} base:1": "sha256:b"})
-    assert Docker(missing).ensure_stage_image(spec, PROJECT, base_image="base:1") == tag
+    assert ensure_stage_image(Docker(missing), spec, PROJECT, base_image="base:1") == tag
     build = [call for call in missing.calls if call["argv"][1] == "build"]
     assert [call["argv"] for call in build] == [[
         "docker", "build", "--platform", "linux/amd64", "-f", str(PROJECT / spec.dockerfile), "-t", tag,
         "--build-arg", "BASE_IMAGE=base:1", "--build-arg", f"LOCK_FILE={spec.lock}", str(PROJECT)]]
     assert build[0]["env"] == {"DOCKER_BUILDKIT": "0"} and build[0]["timeout"] == docker_module.BUILD_TIMEOUT
     nocache = Recorder(answers={"docker image inspect": "sha256:b"})
-    Docker(nocache).build_stage_image(spec, PROJECT, "t:1", base_image="base:1", no_cache=True)
+    build_stage_image(Docker(nocache), spec, PROJECT, "t:1", base_image="base:1", no_cache=True)
     assert "--no-cache" in nocache.calls[-1]["argv"]
 
 
@@ -132,20 +136,20 @@ def test_a_base_image_that_cannot_be_pulled_names_the_image_the_key_and_the_regi
     spec = load_target(targets_file(), "synthetic-small").freeze_image
     runner = Recorder(failing=("docker image inspect", "docker pull"))
     with pytest.raises(Exception) as excinfo:
-        Docker(runner).available_base_image(spec)
+        available_base_image(Docker(runner), spec)
     assert type(excinfo.value).__name__ == "BaseImageError"
     message = str(excinfo.value)
     assert "The base image python:3.7-slim of image 'freeze-tf1.15.5'" in message and "the last line." in message
     assert "ds2ir-offline/python:3.7-slim" in message and "invoke base-images" in message
     assert "docker pull --platform linux/amd64 python:3.7-slim" in commands(runner)
     pulled = Recorder(answers={"docker image inspect --format {{.Id}} python": ""}, failing=("docker image inspect",))
-    assert Docker(pulled).available_base_image(spec) == "python:3.7-slim"
+    assert available_base_image(Docker(pulled), spec) == "python:3.7-slim"
 
 
 def test_a_source_image_without_its_archive_is_refused():
     spec = load_target(targets_file(), "deepspeech-0.8.2-upstream").freeze_image
     with pytest.raises(MissingInputError, match="installs release 0.8.2's source archive, which was not given"):
-        Docker(Recorder()).stage_image_tag(spec, "base", PROJECT)
+        stage_image_tag(Docker(Recorder()), spec, "base", PROJECT)
 
 
 def test_stray_containers_are_those_whose_starting_process_is_gone(tmp_path):
@@ -164,7 +168,7 @@ def test_process_alive():
 
 def test_compose_exit_codes_read_each_services_last_container(tmp_path):
     runner = Recorder(answers={"dc ps -q freeze": "id1\nid0\n", "docker inspect --format {{.State.ExitCode}} id1": "3\n"})
-    assert Docker(runner).compose_exit_codes(["dc"], cwd=tmp_path, env={"A": "1"}) == {"freeze": 3, "convert": -1}
+    assert exit_codes(Docker(runner), ["dc"], cwd=tmp_path, env={"A": "1"}) == {"freeze": 3, "convert": -1}
     assert runner.calls[0]["cwd"] == tmp_path and runner.calls[0]["env"] == {"A": "1"}
 
 

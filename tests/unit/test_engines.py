@@ -10,6 +10,7 @@ from ds2ir.errors import ConfigError
 from ds2ir.host import engines
 from ds2ir.host.docker import Docker
 from ds2ir.runner import Runner
+from tests._support.stages import run_stage
 
 ONLY_PODMAN = {"podman": "/usr/bin/podman"}.get
 BOTH = {"docker": "/usr/bin/docker", "podman": "/usr/bin/podman"}.get
@@ -49,5 +50,5 @@ def test_engine_specific_queries() -> None:
 def _run_command(executable: str, tmp_path: Path) -> list:
     lines: list = []
     docker = Docker(Runner(dry_run=True, say=lines.append), executable=executable)
-    docker.run_stage(step="s", image="i", args=[], artifacts=tmp_path / "a", targets=tmp_path / "t")
+    run_stage(docker, step="s", image="i", args=[], artifacts=tmp_path / "a", targets=tmp_path / "t")
     return lines[0][2:].split()

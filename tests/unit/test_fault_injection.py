@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ds2ir.errors import ConfigError
-from ds2ir.host import docker
+from ds2ir.host import launch
 from ds2ir.model import fault_injection
 
 
@@ -25,8 +25,8 @@ def test_feature_fault_moves_the_features_by_one_percent(monkeypatch):
 
 
 def test_stage_containers_get_the_forwarded_variables_that_are_set(monkeypatch):
-    for key in docker.FORWARDED_ENVIRONMENT:
+    for key in launch.FORWARDED_ENVIRONMENT:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
     monkeypatch.setenv(fault_injection.ENV, "")
-    assert docker.forwarded_environment() == {"ONEDNN_MAX_CPU_ISA": "SSE41"}
+    assert launch.forwarded_environment() == {"ONEDNN_MAX_CPU_ISA": "SSE41"}

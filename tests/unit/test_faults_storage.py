@@ -61,7 +61,7 @@ def test_compose_env_that_cannot_be_written_whole_leaves_the_previous_env(tmp_pa
     env_file = tmp_path / ".env"
     env_file.write_text("DS2IR_TARGET=previous\n")
     script = ("import sys; from pathlib import Path; from ds2ir.model.targets_file import load_target; "
-              "from ds2ir.host.docker import write_env_file; write_env_file(Path(sys.argv[1]), load_target(Path(sys.argv[2]), 'synthetic-small'))")
+              "from ds2ir.host.compose import write_env_file; write_env_file(Path(sys.argv[1]), load_target(Path(sys.argv[2]), 'synthetic-small'))")
 
     def limit_file_size() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))

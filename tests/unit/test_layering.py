@@ -29,3 +29,13 @@ def test_stage_code_importing_host_code_breaks_the_build(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "Nothing that enters an image imports host code BROKEN" in result.stdout
     assert "ds2ir.model.verify -> ds2ir.host.matrix" in result.stdout
+
+
+def test_the_engine_wrapper_importing_deepspeech_code_breaks_the_build(tmp_path: Path) -> None:
+    shutil.copy(str(PROJECT / "pyproject.toml"), str(tmp_path / "pyproject.toml"))
+    shutil.copytree(str(PROJECT / "src"), str(tmp_path / "src"), ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    with open(tmp_path / "src/ds2ir/host/docker.py", "a") as handle:
+        handle.write("\nfrom ds2ir.host import upstream  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "The container engine wrapper knows nothing of DeepSpeech" in result.stdout and "BROKEN" in result.stdout

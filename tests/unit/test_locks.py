@@ -10,7 +10,9 @@ import pytest
 
 from ds2ir.errors import ConfigError
 from ds2ir.host import locks
-from ds2ir.host.docker import Docker, compose_environment
+from ds2ir.host.compose import compose_environment
+from ds2ir.host.docker import Docker
+from ds2ir.host.images import stage_image_tag
 from ds2ir.model.targets_file import TargetsFile, load_target, tomllib
 from ds2ir.runner import Runner
 from tests._support.checkout import CHECKOUT, targets_file
@@ -137,10 +139,10 @@ def test_image_tag_changes_with_the_lock(tmp_path):
         shutil.copy(PROJECT / name, tmp_path / name)
     (tmp_path / "src").mkdir()
     docker = Docker(Runner(dry_run=True))
-    before = docker.stage_image_tag(image, image.base_image, tmp_path)
+    before = stage_image_tag(docker, image, image.base_image, tmp_path)
     with (tmp_path / image.lock).open("a") as lock:
         lock.write("# changed\n")
-    assert docker.stage_image_tag(image, image.base_image, tmp_path) != before
+    assert stage_image_tag(docker, image, image.base_image, tmp_path) != before
 
 
 def test_lock_commands_compile_every_lock_for_its_python():

@@ -45,10 +45,14 @@ class FakeDocker:
     def image_size(self, ref: str) -> int:
         return 2_500_000_000 if "convert" in ref else 850_000_000
 
-    def ensure_stage_image(self, spec, project) -> str:  # type: ignore[no-untyped-def]
-        return f"ds2ir/{spec.name}:tag"
+    def resolve_base_image(self, public_image: str) -> str:
+        return public_image
 
-    def run_stage(self, *, step: str, image: str, args: List[str], **kwargs: object) -> str:
+    @staticmethod
+    def content_tag(name: str, context: object, **kwargs: object) -> str:
+        return f"{name}:tag"
+
+    def run_container(self, *, step: str, image: str, args: List[str], **kwargs: object) -> str:
         self.runs.append([image, *args])
         target = args[args.index("--target") + 1]
         if self.unloadable.get(image) == target:
@@ -181,8 +185,8 @@ def test_jobs_build_cells_side_by_side_each_into_its_own_log_with_one_line_each_
 class ReportingDocker(FakeDocker):
     """inspect-ir --match-tf prints its comparison with the TF reference as the last JSON line."""
 
-    def run_stage(self, *, step: str, image: str, args: List[str], **kwargs: object) -> str:
-        super().run_stage(step=step, image=image, args=args, **kwargs)
+    def run_container(self, *, step: str, image: str, args: List[str], **kwargs: object) -> str:
+        super().run_container(step=step, image=image, args=args, **kwargs)
         return 'log line\n{"compiled": "2026.4.1", "vs_tf": {"max_abs": 1.67e-06, "passed": true}}\n'
 
 

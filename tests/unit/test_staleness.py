@@ -6,6 +6,7 @@ writes its outputs from its inputs at once, so that every rule of the up-to-date
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -18,9 +19,10 @@ import pytest
 from ds2ir.errors import ContainerError, Ds2irError, MissingInputError
 from ds2ir.host import build
 from ds2ir.host.clean import TARGET_MARK
+from ds2ir.host.docker import ARTIFACTS_LABEL
 from ds2ir.host.project import Project
 from ds2ir.host.stamps import stages_for
-from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
+from ds2ir.model.layout import CONTAINER_ARTIFACTS, CONTAINER_TARGETS, ArtifactLayout
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
 from tests._support.checkout import targets_file
@@ -52,8 +54,10 @@ class Engine:
     def preflight(self) -> str:
         return "20.10.0"
 
-    def ensure_stage_image(self, spec, project: Path, source: Optional[Path] = None) -> str:
-        return f"ds2ir/{spec.name}:{spec.stage}"
+    @staticmethod
+    def content_tag(name: str, context: object, **options: object) -> str:
+        """``ds2ir/<image>:<stage>``: the stage (freeze-*, convert-* images) picks the image ID."""
+        return f"{name}:{name.split('/')[1].split('-')[0]}"
 
     def image_id(self, tag: str) -> str:
         return self.image_ids[tag.rsplit(":", 1)[1]]
@@ -68,10 +72,14 @@ class Engine:
     def remove_stray_containers(self, artifacts: Path) -> List[str]:
         return []
 
-    def run_stage(self, *, step: str, image: str, args, artifacts: Path, targets: Path, read_only=None,
-                  capture: bool = False, timeout=None, platform: str = "") -> str:
+    def run_container(self, *, step: str, image: str, args, mounts, labels, **options: object) -> str:
         command, name = args[0], args[2]
-        self.runs.append({"command": command, "image": image, "read_only": dict(read_only or {})})
+        binds = [dict(field.split("=", 1) if "=" in field else (field, "") for field in row)
+                 for row in csv.reader(mounts)]
+        read_only = {Path(bind["source"]): bind["target"] for bind in binds
+                     if "readonly" in bind and bind["target"] != str(CONTAINER_TARGETS)}
+        self.runs.append({"command": command, "image": image, "read_only": read_only})
+        artifacts = Path(labels[ARTIFACTS_LABEL])
         if command == self.fails:
             raise ContainerError(step=step, command=["docker", "run", image, command], exit_code=1, log_tail="boom", image=image)
         if command == self.writes_nothing:
@@ -129,7 +137,8 @@ def test_a_second_build_runs_nothing_and_the_stamps_record_key_outputs_and_secon
         assert stamp["key"] == first._stage_key(stage) and len(stamp["key"]) == 64
         assert stamp["outputs"] == first.stamps.outputs(stage) and stamp["seconds"] >= 0
     assert builder(tmp_path, engine).build() == {}
-    assert engine.said == [f"[synthetic-small] {name}: up to date, skipped" for name in ALL]
+    stages_said = [line for line in engine.said if not line.startswith("image ")]  # images: "is up to date"
+    assert stages_said == [f"[synthetic-small] {name}: up to date, skipped" for name in ALL]
 
 
 def test_force_reruns_every_stage(tmp_path, engine):

@@ -9,7 +9,8 @@ import pytest
 
 from ds2ir.errors import ArchiveError, ConfigError, MissingInputError
 from ds2ir.host import upstream
-from ds2ir.host.docker import Docker, image_inputs
+from ds2ir.host.docker import Docker
+from ds2ir.host.images import image_inputs, stage_image_tag
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target, tomllib
 from ds2ir.runner import Runner
@@ -125,14 +126,14 @@ def test_image_tag_follows_the_source_archive_and_the_constraints(tmp_path):
     project, docker = _project_copy(tmp_path), Docker(Runner(dry_run=True))
     first = upstream_source_archive(tmp_path / "a.tar.gz")
     other = upstream_source_archive(tmp_path / "b.tar.gz", omit=("VERSION",))
-    tag = docker.stage_image_tag(spec, spec.base_image, project, source=first)
-    assert tag == docker.stage_image_tag(spec, spec.base_image, project, source=first)
-    assert tag != docker.stage_image_tag(spec, spec.base_image, project, source=other)
+    tag = stage_image_tag(docker, spec, spec.base_image, project, source=first)
+    assert tag == stage_image_tag(docker, spec, spec.base_image, project, source=first)
+    assert tag != stage_image_tag(docker, spec, spec.base_image, project, source=other)
     with (project / str(spec.constraints)).open("a") as constraints:
         constraints.write("# changed\n")
-    assert tag != docker.stage_image_tag(spec, spec.base_image, project, source=first)
+    assert tag != stage_image_tag(docker, spec, spec.base_image, project, source=first)
     with pytest.raises(MissingInputError, match="source archive"):
-        docker.stage_image_tag(spec, spec.base_image, project)
+        stage_image_tag(docker, spec, spec.base_image, project)
 
 
 def test_build_args_pass_the_constraints():

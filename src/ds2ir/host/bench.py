@@ -10,6 +10,7 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 from ds2ir import atomic
 from ds2ir.host.build import Builder
+from ds2ir.host.images import build_stage_image
 from ds2ir.host.recordings import prepare_recordings
 from ds2ir.model import cpu
 from ds2ir.model.bench import (
@@ -93,11 +94,10 @@ class Bench:
 
     def _container(self, engine: Engine, capture: bool = False) -> str:
         builder = engine.builder
-        return builder.docker.run_stage(
+        return builder.launcher.run(
             step=engine.command, image=builder.images()[engine.image],
             args=[engine.command, "--target", builder.target.name, *engine.extra],
-            artifacts=builder.artifacts, targets=builder.project.targets, capture=capture,
-            platform=builder.image_platform(engine.image),
+            capture=capture, platform=builder.image_platform(engine.image),
         )
 
     def build_costs(self) -> Dict[str, object]:
@@ -130,7 +130,7 @@ class Bench:
         for spec in (self.builder.target.freeze_image, self.builder.target.convert_image):
             tag = f"ds2ir-bench/{spec.name}:cold"
             started = time.monotonic()
-            docker.build_stage_image(spec, self.builder.project.root, tag, no_cache=True, source=self.builder.source_archive(spec))
+            build_stage_image(docker, spec, self.builder.project.root, tag, no_cache=True, source=self.builder.source_archive(spec))
             costs[f"cold {spec.stage} image build (--no-cache), s"] = time.monotonic() - started
             docker.call([docker.executable, "image", "rm", tag], step="remove cold image", quiet=True)
         return costs

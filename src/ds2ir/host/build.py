@@ -16,8 +16,10 @@ from ds2ir import atomic
 from ds2ir.errors import CommandTimeoutError, ConfigError
 from ds2ir.host import digests, manifest, upstream
 from ds2ir.host.clean import TARGET_MARK
-from ds2ir.host.docker import ISA_ENVIRONMENT, Docker, forwarded_environment
+from ds2ir.host.docker import Docker
+from ds2ir.host.images import ensure_stage_image
 from ds2ir.host.inputs import TargetInputs
+from ds2ir.host.launch import ISA_ENVIRONMENT, StageLauncher, forwarded_environment
 from ds2ir.host.project import Project
 from ds2ir.host.stamps import STAGE_ORDER, Hasher, Stage, Stamps, stage_configuration, stages_for
 from ds2ir.model import cpu
@@ -48,6 +50,7 @@ class Builder:
         self.docker = docker
         self.force = force
         self.say = docker.runner.say
+        self.launcher = StageLauncher(docker, artifacts=self.artifacts, targets=project.targets)
         self.hasher = Hasher()
         self.stamps = Stamps(self.layout, self.artifacts, self.hasher)
         self.inputs = TargetInputs(target, self.layout, project=project, hasher=self.hasher, say=self.say,
@@ -78,7 +81,7 @@ class Builder:
 
     def add_image(self, role: str, spec: ImageSpec) -> str:
         """Build (or find) ``spec``'s image for containers run as ``role`` ("freeze", "convert", "app")."""
-        self._images[role] = self.docker.ensure_stage_image(spec, self.project.root, source=self.source_archive(spec))
+        self._images[role] = ensure_stage_image(self.docker, spec, self.project.root, source=self.source_archive(spec))
         self._platforms[role] = spec.platform
         return self._images[role]
 
@@ -135,10 +138,10 @@ class Builder:
         if self.layout.checkpoint_dir.is_dir() and not (checkpoint_stage.name == "checkpoint" and checkpoint_stage.command == command):
             mounts[self.layout.checkpoint_dir] = str(CONTAINER_ARTIFACTS / self.target.name / "checkpoint")
         try:
-            return self.docker.run_stage(
+            return self.launcher.run(
                 step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
-                artifacts=self.artifacts, targets=self.project.targets, read_only=mounts, capture=capture,
-                timeout=self.target.stage_time_limit, platform=self.image_platform(image),
+                read_only=mounts, capture=capture, timeout=self.target.stage_time_limit,
+                platform=self.image_platform(image),
             )
         except CommandTimeoutError as exc:
             if self._holding_lock:  # its container is gone and no other build runs here: drop what it was writing

@@ -1,7 +1,10 @@
-"""Docker helpers: preflight, content-addressed stage images, stage containers, compose.
+"""The container engine (Docker, or Podman through the same commands) as ds2ir drives it: preflight,
+content-tagged images built from a context it is handed, throwaway containers, time limits.
 
-All Docker calls go through :class:`ds2ir.runner.Runner`, so they are echoed and
-their failures carry the command, exit code and the last lines of output.
+It knows nothing of DeepSpeech or of ds2ir's stages: stage images (images.py) hand it a build
+context, stage containers (launch.py) their mounts, environment and labels. All calls go through
+:class:`ds2ir.runner.Runner`, so they are echoed and their failures carry the command, exit code
+and the last lines of output.
 """
 from __future__ import annotations
 
@@ -9,45 +12,17 @@ import contextlib
 import copy
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from ds2ir import atomic
-from ds2ir.errors import (
-    BaseImageError,
-    CommandError,
-    CommandTimeoutError,
-    ConfigError,
-    ContainerError,
-    DockerUnavailableError,
-    MissingInputError,
-)
-from ds2ir.host import digests, engines, testcoverage, upstream
-from ds2ir.host.engines import bind_mount
-from ds2ir.model.layout import CONTAINER_ARTIFACTS, CONTAINER_TARGETS
-from ds2ir.model.targets import DEFAULT_PLATFORM, ImageSpec, Target
-from ds2ir.paths import check_text
+from ds2ir.errors import CommandTimeoutError, ConfigError, ContainerError, DockerUnavailableError
+from ds2ir.host import digests, engines
 from ds2ir.runner import Runner, StrPath, quote
 
 OFFLINE_PREFIX = "ds2ir-offline/"
-# Stages have no network, so tools must not try to phone home. OpenVINO's telemetry (mo's and
-# ovc's, which honour CI=true, and NNCF's, which honours NNCF_CI) forks a sender from a worker
-# thread while the main thread imports: seen deadlocking int8 compression after mo, in the
-# same process, in about one run of four (py-spy: both threads waiting for logging's lock).
-STAGE_ENVIRONMENT = {"CI": "true", "NNCF_CI": "1"}
-# Host variables a stage container gets when they are set: the instruction-set limits of OpenVINO's
-# oneDNN kernels and of OpenBLAS (run a build as a narrower CPU would; they change what a stage
-# computes, so they are part of its stamp key) and ds2ir's fault injection (tests watch the gates
-# fail; not in the key: a gate that fails writes no stamp, so the next build runs it again).
-ISA_ENVIRONMENT = ("ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
-FORWARDED_ENVIRONMENT = ISA_ENVIRONMENT + ("DS2IR_INJECT_FAULT",)
-# The package files that go into the images, beside the image's lock (.dockerignore keeps out the rest).
-PACKAGE_FILES = ("pyproject.toml", "src")
-# Host code never enters an image, nor its content tag: editing it rebuilds no image and reruns no stage
-# (.dockerignore keeps it out of the build context too).
-HOST_ONLY = "src/ds2ir/host"
-# Stage containers carry the artifacts directory they write and the PID of the process that
-# started them, so a build can find the ones a killed build left running (remove_stray_containers).
+# Containers carry the artifacts directory they write and the PID of the process that started
+# them, so a build can find the ones a killed build left running (remove_stray_containers).
 ARTIFACTS_LABEL = "ds2ir.artifacts"
 OWNER_LABEL = "ds2ir.owner-pid"
 # Every Docker call but a stage's own run (limited by the target's stage_time_limit) has a time
@@ -57,14 +32,36 @@ DEFAULT_TIMEOUT = 60.0  # version, inspect, ps, rm, listing an image's packages:
 BUILD_TIMEOUT = 3 * 3600.0  # docker build, pull, import: a cold image build downloads gigabytes
 
 
-def forwarded_environment() -> Dict[str, str]:
-    """The FORWARDED_ENVIRONMENT variables the host has set (non-empty)."""
-    return {key: os.environ[key] for key in FORWARDED_ENVIRONMENT if os.environ.get(key)}
-
-
 def offline_substitute(public_image: str) -> str:
     """The name `invoke base-images` gives its locally built stand-in for a public image."""
     return OFFLINE_PREFIX + public_image
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an image is built from. ``files`` (under ``root``) and ``tag_inputs`` name its content tag;
+    ``directory`` gives the directory sent to the engine (default: ``root`` itself), e.g. a generated one."""
+
+    root: Path
+    dockerfile: str  # relative to the directory sent
+    files: Sequence[Path]
+    tag_inputs: Sequence[bytes] = ()
+    directory: Optional[Callable[[], ContextManager[Path]]] = None
+
+    def content_digest(self, platform: str, build_args: Mapping[str, str]) -> str:
+        parts = [f"platform={platform}\n".encode()]
+        parts += [f"{key}={value}\n".encode() for key, value in sorted(build_args.items())]
+        parts += [str(path.relative_to(self.root)).encode() + b"\0" + path.read_bytes() for path in self.files]
+        return digests.sha256(*parts, *self.tag_inputs)
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[Path]:
+        """The directory to send, for as long as the build runs."""
+        if self.directory is None:
+            yield self.root
+        else:
+            with self.directory() as directory:
+                yield directory
 
 
 class Docker:
@@ -169,115 +166,52 @@ class Docker:
         substitute = offline_substitute(public_image)
         return substitute if self.image_id(substitute) else public_image
 
-    def available_base_image(self, spec: ImageSpec) -> str:
-        """The base image to build ``spec`` from: the offline stand-in or the public image, pulled if absent."""
-        base = self.resolve_base_image(spec.base_image)
-        if self.image_id(base):
-            return base
-        try:
-            self.call([self.executable, "pull", "--platform", spec.platform, base], step=f"pull {base}", capture=True,
-                      quiet=True, timeout=BUILD_TIMEOUT)
-        except CommandError as exc:
-            reason = exc.log_tail.strip().splitlines()[-1:] or [f"exit code {exc.exit_code}"]
-            raise BaseImageError(
-                f"The base image {base} of image '{spec.name}' ([images.\"{spec.name}\"].base_image of the targets file) "
-                f"is not on this host, has no offline stand-in ({offline_substitute(base)}) and cannot be pulled: "
-                f"{reason[0]}. Connect this host to its registry, or on an offline host build stand-ins for "
-                f"python:X.Y-slim images with 'invoke base-images', or set base_image to an image you have; "
-                f"'invoke doctor' checks every base image."
-            ) from exc
-        self.runner.say(f"pulled base image {base}")
-        return base
+    def pull(self, image: str, *, platform: str) -> None:
+        """Pull ``image`` for ``platform``; a CommandError carries the registry's answer."""
+        self.call([self.executable, "pull", "--platform", platform, image], step=f"pull {image}", capture=True,
+                  quiet=True, timeout=BUILD_TIMEOUT)
+        self.runner.say(f"pulled base image {image}")
 
-    def stage_image_tag(self, spec: ImageSpec, base_image: str, project: Path, *, source: Optional[Path] = None) -> str:
-        """A tag naming what the image contains: Dockerfile, build args, lock, constraints, package source
-        and, for images installing DeepSpeech's source (``source_release``), the source archive's SHA-256."""
-        if spec.source_release and source is None:
-            raise MissingInputError(f"Image '{spec.name}' installs release {spec.source_release}'s source archive, "
-                                    f"which was not given; build it through 'invoke images --target T' or 'invoke build'.")
-        parts = [f"platform={spec.platform}\n".encode()]
-        parts += [f"{key}={value}\n".encode() for key, value in sorted(spec.build_args(base_image).items())]
-        parts += [str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() for path in image_inputs(spec, project)]
-        parts += [b"source\0" + digests.file_sha256(source).encode()] if source is not None else []
-        return f"ds2ir/{spec.name}:{digests.sha256(*parts)[:12]}"
+    @staticmethod
+    def content_tag(name: str, context: BuildContext, *, platform: str, build_args: Mapping[str, str]) -> str:
+        """``<name>:<12 hex digits>`` naming what the image is built from."""
+        return f"{name}:{context.content_digest(platform, build_args)[:12]}"
 
-    def ensure_stage_image(self, spec: ImageSpec, project: Path, *, base_image: Optional[str] = None,
-                           source: Optional[Path] = None) -> str:
-        """Build the stage image unless an image with the same content tag exists (``source``: see stage_image_tag)."""
-        base = base_image or self.resolve_base_image(spec.base_image)
-        tag = self.stage_image_tag(spec, base, project, source=source)
-        if self.image_id(tag):
-            self.runner.say(f"image {tag} is up to date")
-            return tag
-        self.build_stage_image(spec, project, tag, base_image=base, source=source)
-        return tag
-
-    def build_stage_image(self, spec: ImageSpec, project: Path, tag: str, *, base_image: Optional[str] = None,
-                          no_cache: bool = False, source: Optional[Path] = None) -> None:
-        """Build the stage image as ``tag``; ``no_cache`` rebuilds every layer (what a cold build costs).
-
-        The context is the checkout, or with a DeepSpeech ``source`` archive a generated one (upstream.py).
-        """
-        base = base_image or self.resolve_base_image(spec.base_image)
-        if not self.runner.dry_run and not self.image_id(base):
-            base = self.available_base_image(spec)  # fail before docker build, with the fix
-        with contextlib.ExitStack() as stack:
-            context = (stack.enter_context(upstream.build_context(spec, project, source, image_inputs(spec, project)))
-                       if source else project)
-            argv: List[str] = [self.executable, "build", "--platform", spec.platform, "-f", str(context / spec.dockerfile),
+    def build_image(self, context: BuildContext, tag: str, *, platform: str, build_args: Mapping[str, str],
+                    no_cache: bool = False) -> None:
+        """Build ``context`` as ``tag`` (legacy builder); ``no_cache`` rebuilds every layer (what a cold build costs)."""
+        with context.open() as directory:
+            argv: List[str] = [self.executable, "build", "--platform", platform, "-f", str(directory / context.dockerfile),
                                "-t", tag]
             argv += ["--no-cache"] if no_cache else []
-            for key, value in sorted(spec.build_args(base).items()):
+            for key, value in sorted(build_args.items()):
                 argv += ["--build-arg", f"{key}={value}"]
-            self.call(argv + [str(context)], step=f"build {spec.stage} image", env={"DOCKER_BUILDKIT": "0"},
-                      timeout=BUILD_TIMEOUT)
+            self.call(argv + [str(directory)], step=f"build {tag}", env={"DOCKER_BUILDKIT": "0"}, timeout=BUILD_TIMEOUT)
 
     # -- containers ----------------------------------------------------------
 
-    def run_stage(
-        self,
-        *,
-        step: str,
-        image: str,
-        args: Sequence[str],
-        artifacts: Path,
-        targets: Path,
-        read_only: Optional[Mapping[Path, str]] = None,
-        capture: bool = False,
-        entrypoint: Optional[str] = None,
-        timeout: Optional[float] = None,
-        platform: str = DEFAULT_PLATFORM,
-    ) -> str:
-        """Run one stage in a throwaway container: no network, as the calling user.
+    def run_container(self, *, step: str, image: str, args: Sequence[str], platform: str, mounts: Sequence[str] = (),
+                      environment: Optional[Mapping[str, str]] = None, labels: Optional[Mapping[str, str]] = None,
+                      user: Optional[str] = None, entrypoint: Optional[str] = None, options: Sequence[str] = (),
+                      capture: bool = False, timeout: Optional[float] = None) -> str:
+        """Run ``image`` in a throwaway container without network; remove it afterwards whatever happens.
 
-        The artifacts directory is mounted at /artifacts and the targets file at
-        /etc/ds2ir/targets.toml; ``read_only`` maps more host paths to container paths,
-        mounted read-only. On failure the container is removed and a ContainerError
-        carries the log tail; past ``timeout`` seconds it is stopped and removed and a
-        CommandTimeoutError says so.
+        ``mounts`` are ``--mount`` values, ``options`` any further ones. On failure a ContainerError carries the log tail; past
+        ``timeout`` seconds the container is stopped and removed and a CommandTimeoutError says so.
         """
         name = f"ds2ir-{step.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
-        if not self.runner.dry_run:
-            artifacts.mkdir(parents=True, exist_ok=True)  # --mount, unlike -v, does not create a missing source
-        argv: List[str] = [
-            self.executable, "run", "--rm", "--platform", platform, *engines.run_options(self.executable),
-            "--name", name, "--network", "none",
-            "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
-            *[arg for key, value in sorted({**STAGE_ENVIRONMENT, **forwarded_environment()}.items()) for arg in ("-e", f"{key}={value}")],
-            "--label", f"{ARTIFACTS_LABEL}={artifacts.resolve()}", "--label", f"{OWNER_LABEL}={os.getpid()}",
-            "--mount", bind_mount(artifacts.resolve(), str(CONTAINER_ARTIFACTS)),
-            "--mount", bind_mount(targets.resolve(), str(CONTAINER_TARGETS), read_only=True),
-        ]
-        for host_path, inside in sorted((read_only or {}).items()):
-            argv += ["--mount", bind_mount(host_path.resolve(), inside, read_only=True)]
-        if os.environ.get(testcoverage.ENV):  # `invoke test --coverage`: measure the code in here too
-            argv += testcoverage.container_options(Path(os.environ[testcoverage.ENV]))
-        if entrypoint:
-            argv += ["--entrypoint", entrypoint]
+        argv: List[str] = [self.executable, "run", "--rm", "--platform", platform, *engines.run_options(self.executable),
+                           "--name", name, "--network", "none"]
+        argv += ["--user", user] if user else []
+        argv += [arg for key, value in (environment or {}).items() for arg in ("-e", f"{key}={value}")]
+        argv += [arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")]
+        argv += [arg for mount in mounts for arg in ("--mount", mount)]
+        argv += list(options)
+        argv += ["--entrypoint", entrypoint] if entrypoint else []
         argv += [image, *args]
 
         def container_error(**kwargs: object) -> ContainerError:
-            return ContainerError(image=image, **kwargs)  # type: ignore[arg-type]
+            return ContainerError(image=image, **kwargs)  # type: ignore[arg-type]  # the runner passes the rest
 
         try:
             return self.runner.run(argv, step=step, error=container_error, capture=capture, timeout=timeout)
@@ -315,23 +249,6 @@ class Docker:
         for name in stray:
             self.call([self.executable, "rm", "-f", name], step="remove stray container", capture=True, quiet=True)
         return stray
-
-    # -- compose -------------------------------------------------------------
-
-    def compose_exit_codes(self, compose: Sequence[str], *, cwd: Path, env: Dict[str, str]) -> Dict[str, int]:
-        """Exit code of each service's last container (`compose up` alone does not fail on them)."""
-        codes = {}
-        for service in ("freeze", "convert"):
-            ids = self.call([*compose, "ps", "-q", service], step="compose ps", capture=True, quiet=True,
-                            cwd=cwd, env=env).split()
-            if not ids:
-                codes[service] = -1  # never started (an earlier service failed)
-                continue
-            state = self.call([self.executable, "inspect", "--format", "{{.State.ExitCode}}", ids[0]],
-                              step="inspect container", capture=True, quiet=True)
-            codes[service] = int(state.strip())
-        return codes
-
     def compose_command(self) -> List[str]:
         """``docker compose`` (v2) when available, else ``docker-compose`` (v1)."""
         if self.runner.succeeds([self.executable, "compose", "version"], timeout=self.timeout):
@@ -372,45 +289,3 @@ def _process_alive(pid: str) -> bool:
 
 
 
-def image_inputs(spec: ImageSpec, project: Path) -> List[Path]:
-    """The checkout's files an image is built from (its tag hashes them): Dockerfile, lock, constraints, package."""
-    constraints = [project / spec.constraints] if spec.constraints else []
-    return [project / spec.dockerfile, project / spec.lock, *constraints, *_package_files(project)]
-
-
-def _package_files(project: Path) -> List[Path]:
-    files: List[Path] = []
-    for entry in PACKAGE_FILES:
-        path = project / entry
-        if path.is_file():
-            files.append(path)
-        else:
-            files.extend(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                         and ".egg-info" not in str(p) and not p.is_relative_to(project / HOST_ONLY))
-    return sorted(files)
-
-
-def compose_environment(target: Target, base_images: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The variables docker-compose.yml reads, from a target (one source of truth):
-    DS2IR_TARGET and each image's build args as ``<STAGE>_<ARG>``.
-
-    ``base_images`` maps a public base image to the one to use (offline stand-ins).
-    """
-    base_images = base_images or {}
-    env = {"DS2IR_TARGET": target.name}
-    for spec in (target.freeze_image, target.convert_image):
-        for key, value in spec.build_args(base_images.get(spec.base_image)).items():
-            env[f"{spec.stage.upper()}_{key}"] = value
-    return env
-
-
-def render_env_file(target: Target) -> str:
-    """The committed .env that plain `docker compose up` reads (regenerate: invoke compose-env)."""
-    lines = ["# Generated from targets.toml by `invoke compose-env`; do not edit by hand."]
-    lines += [f"{key}={check_text(value, what=key)}" for key, value in sorted(compose_environment(target).items())]
-    return "\n".join(lines) + "\n"
-
-
-def write_env_file(path: Path, target: Target) -> None:
-    """Write ``render_env_file`` atomically: compose never reads a half-written .env."""
-    atomic.write_bytes(path, render_env_file(target).encode("utf-8"))

@@ -16,6 +16,7 @@ from typing import Callable, List, Optional
 
 from ds2ir.errors import ConfigError, Ds2irError, StorageError
 from ds2ir.host.docker import Docker
+from ds2ir.host.images import available_base_image
 from ds2ir.host.project import Project
 from ds2ir.model.targets import ImageSpec
 from ds2ir.model.targets_file import TargetsFile
@@ -106,7 +107,7 @@ def _base_image(docker: Docker, spec: ImageSpec) -> str:
     present = docker.resolve_base_image(spec.base_image)
     if docker.image_id(present):
         return present + (" (offline stand-in)" if present != spec.base_image else " (present)")
-    return docker.available_base_image(spec) + " (pulled)"
+    return available_base_image(docker, spec) + " (pulled)"
 
 
 def _existing(path: Path) -> Path:

@@ -20,6 +20,8 @@ from ds2ir import atomic
 from ds2ir.errors import CommandError, Ds2irError, MissingInputError
 from ds2ir.host.build import Builder
 from ds2ir.host.docker import Docker
+from ds2ir.host.images import ensure_stage_image
+from ds2ir.host.launch import StageLauncher
 from ds2ir.host.project import Project
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets import ImageSpec, Target
@@ -119,13 +121,14 @@ def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Do
         if "convert" in cell.image_tags and all(other.lock != spec.lock for other in runtimes.values()):
             runtimes[spec.name] = spec
     loads: Dict[str, Dict[str, str]] = {}
+    launcher = StageLauncher(docker, artifacts=artifacts, targets=project.targets)
     for name, spec in sorted(runtimes.items()):
-        image = docker.ensure_stage_image(spec, project.root)
+        image = ensure_stage_image(docker, spec, project.root)
         loads[name] = {}
         for target in with_ir:
             try:
-                printed = docker.run_stage(step="inspect-ir", image=image, args=["inspect-ir", "--match-tf", "--target", target],
-                                           artifacts=artifacts, targets=project.targets, capture=True, platform=spec.platform)
+                printed = launcher.run(step="inspect-ir", image=image, args=["inspect-ir", "--match-tf", "--target", target],
+                                       capture=True, platform=spec.platform)
                 loads[name][target] = "ok" + _delta(printed)
             except Ds2irError as exc:
                 loads[name][target] = _failure_line(str(exc))

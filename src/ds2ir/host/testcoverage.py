@@ -3,7 +3,7 @@
 `invoke test --coverage` runs pytest with COVERAGE_PROCESS_START set, so coverage.py starts
 in every Python process: on the host (the test process and the invoke subprocesses) through
 the ``.pth`` file of the host's coverage (>= 7.7, the `test` extra), and in every stage
-container through a read-only mount that :meth:`Docker.run_stage` adds when ``$DS2IR_COVERAGE``
+container through a read-only mount that :meth:`StageLauncher.run` (launch.py) adds when ``$DS2IR_COVERAGE``
 names this directory: coverage.py's pure-Python package (7.2.7, the last release that runs on
 the freeze image's Python 3.7) and a ``sitecustomize`` that starts it. The images stay as they
 are. Data files from the containers land in ``data/`` through a writable mount; ``coverage
