@@ -68,6 +68,15 @@ class ArtifactLayout:
         return self.target_dir / "check"
 
     @property
+    def check_reference(self) -> Path:
+        """The reference stage's random windows, TF outputs and float64 ground truth, for the check."""
+        return self.check_dir / "tf_reference.npz"
+
+    @property
+    def check_report(self) -> Path:
+        return self.check_dir / "report.json"
+
+    @property
     def training_dir(self) -> Path:
         """Trained targets: the recording and transcript, copied in so the container sees them."""
         return self.target_dir / "training"

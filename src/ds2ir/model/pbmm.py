@@ -8,8 +8,8 @@ GraphDef whose large constants are ``ImmutableConst`` nodes (attributes ``dtype`
 ``memory_region_name``) pointing at tensor regions, each aligned so that TensorFlow can map
 it straight into a tensor.
 
-Only the few protobuf fields the format needs are decoded here (wire format by hand), so
-the same code runs on the host (to refuse a bad file before anything is copied), in the
+Only the few protobuf fields the format needs are decoded (wire format by hand, model/graphdef.py),
+so the same code runs on the host (to refuse a bad file before anything is copied), in the
 freeze image (Python 3.7) and in unit tests, and every other byte of the GraphDef is kept
 as it was. :func:`unpack` turns each ``ImmutableConst`` back into a ``Const`` holding its
 region's bytes; :func:`pack` does the reverse, deterministically.
@@ -18,13 +18,32 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 from ds2ir import atomic
 from ds2ir.errors import ModelFileError
-
-if TYPE_CHECKING:
-    import numpy as np
+from ds2ir.model.graphdef import (
+    ATTR_S,
+    ATTR_SHAPE,
+    ATTR_TENSOR,
+    ATTR_TYPE,
+    BYTES,
+    DTYPE_SIZES,
+    GRAPH_NODE,
+    TENSOR_CONTENT,
+    TENSOR_DTYPE,
+    TENSOR_SHAPE,
+    VARINT,
+    Malformed,
+    Node,
+    byte_size,
+    bytes_field,
+    constants,
+    read_fields,
+    shape_dims,
+    text,
+    varint_field,
+)
 
 PREFIX = "memmapped_package://"
 GRAPH_REGION = PREFIX + "."
@@ -35,17 +54,7 @@ ALIGNMENT = 512
 #: convert_graphdef_memmapped_format's default --min_conversion_tensor_size: smaller constants stay Const
 MIN_CONVERSION_BYTES = 10000
 
-#: bytes per element of the plain-old-data DataType values (tensorflow/core/framework/types.proto)
-DTYPE_SIZES = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 8: 8, 9: 8, 10: 1, 11: 1, 12: 1, 13: 4, 14: 2, 15: 2,
-               16: 2, 17: 2, 18: 16, 19: 2, 22: 4, 23: 8}
-
-_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
-# field numbers (graph.proto, node_def.proto, attr_value.proto, tensor.proto, memmapped_file_system.proto)
-_GRAPH_NODE = 1
-_NODE_NAME, _NODE_OP, _NODE_INPUT, _NODE_DEVICE, _NODE_ATTR = 1, 2, 3, 4, 5
-_ATTR_S, _ATTR_TYPE, _ATTR_SHAPE, _ATTR_TENSOR = 2, 6, 7, 8
-_TENSOR_DTYPE, _TENSOR_SHAPE, _TENSOR_CONTENT = 1, 2, 4
-_SHAPE_DIM, _SHAPE_UNKNOWN_RANK, _DIM_SIZE = 2, 3, 1
+# field numbers of memmapped_file_system.proto
 _ELEMENT_OFFSET, _ELEMENT_NAME, _ELEMENT_LENGTH, _DIRECTORY_ELEMENT = 1, 2, 3, 1
 
 
@@ -53,83 +62,6 @@ class Region(NamedTuple):
     offset: int
     length: int
     exact: bool  # the directory gave the length; else it is the span up to the next region (older writers)
-
-
-class _Malformed(Exception):
-    """Bytes that are not the protobuf wire format (caught and reported with the file's name)."""
-
-
-# -- protobuf wire format ----------------------------------------------------------------
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(data: memoryview, pos: int) -> Tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise _Malformed("a varint runs past the end")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return result, pos
-
-
-class _Field(NamedTuple):
-    number: int
-    wire: int
-    value: Union[int, memoryview]  # int for varints, the payload for the others
-    raw: memoryview  # the whole field, key included, to copy it unchanged
-
-
-def _fields(data: Union[bytes, memoryview]) -> Iterator[_Field]:
-    view = memoryview(data)
-    pos = 0
-    while pos < len(view):
-        start = pos
-        key, pos = _read_varint(view, pos)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise _Malformed("field number 0")
-        if wire == _VARINT:
-            value, pos = _read_varint(view, pos)
-            yield _Field(number, wire, value, view[start:pos])
-            continue
-        if wire == _BYTES:
-            size, pos = _read_varint(view, pos)
-        elif wire in (_FIXED64, _FIXED32):
-            size = 8 if wire == _FIXED64 else 4
-        else:
-            raise _Malformed(f"wire type {wire}")
-        if pos + size > len(view):
-            raise _Malformed("a field runs past the end")
-        yield _Field(number, wire, view[pos:pos + size], view[start:pos + size])
-        pos += size
-
-
-def _bytes_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | _BYTES) + _varint(len(payload)) + payload
-
-
-def _varint_field(number: int, value: int) -> bytes:
-    return _varint(number << 3 | _VARINT) + _varint(value)
-
-
-def _text(value: Union[int, memoryview]) -> str:
-    if isinstance(value, int):
-        raise _Malformed("a string field holds a number")
-    return bytes(value).decode("utf-8", errors="replace")
 
 
 # -- the directory -----------------------------------------------------------------------
@@ -144,9 +76,9 @@ def read_directory(data: bytes, source: str) -> Dict[str, Region]:
         raise _bad_pbmm(data, source, f"its last 8 bytes give the directory offset {directory_offset}, past the "
                                       f"end of its {size} bytes (a truncated file?)")
     try:
-        elements = [_element(field.value) for field in _fields(memoryview(data)[directory_offset:size - 8])
-                    if field.number == _DIRECTORY_ELEMENT and field.wire == _BYTES]
-    except _Malformed as exc:
+        elements = [_element(field.value) for field in read_fields(memoryview(data)[directory_offset:size - 8])
+                    if field.number == _DIRECTORY_ELEMENT and field.wire == BYTES]
+    except Malformed as exc:
         raise _bad_pbmm(data, source, f"its directory at offset {directory_offset} cannot be parsed ({exc})") from None
     regions: Dict[str, Region] = {}
     end = directory_offset
@@ -168,11 +100,11 @@ def read_directory(data: bytes, source: str) -> Dict[str, Region]:
 
 def _element(data: Union[int, memoryview]) -> Tuple[str, int, int]:
     if isinstance(data, int):
-        raise _Malformed("a directory element is a number")
+        raise Malformed("a directory element is a number")
     name, offset, length = "", 0, 0
-    for field in _fields(data):
+    for field in read_fields(data):
         if field.number == _ELEMENT_NAME:
-            name = _text(field.value)
+            name = text(field.value)
         elif field.number in (_ELEMENT_OFFSET, _ELEMENT_LENGTH) and isinstance(field.value, int):
             offset, length = (field.value, length) if field.number == _ELEMENT_OFFSET else (offset, field.value)
     return name, offset, length
@@ -189,12 +121,12 @@ def is_memmapped(data: bytes) -> bool:
 
 def is_graph_def(data: bytes) -> bool:
     """Whether ``data`` reads as a plain GraphDef: protobuf fields of GraphDef's numbers and kinds, nodes first."""
-    kinds = {1: _BYTES, 2: _BYTES, 3: _VARINT, 4: _BYTES}  # node, library, version, versions
+    kinds = {1: BYTES, 2: BYTES, 3: VARINT, 4: BYTES}  # node, library, version, versions
     try:
-        fields = list(_fields(data))
-    except _Malformed:
+        fields = list(read_fields(data))
+    except Malformed:
         return False
-    return bool(fields) and fields[0].number == _GRAPH_NODE and all(kinds.get(f.number) == f.wire for f in fields)
+    return bool(fields) and fields[0].number == GRAPH_NODE and all(kinds.get(f.number) == f.wire for f in fields)
 
 
 # -- unpack: ImmutableConst -> Const ---------------------------------------------------------
@@ -206,96 +138,25 @@ def unpack(data: bytes, source: str) -> bytes:
     graph = regions[GRAPH_REGION]
     out = bytearray()
     try:
-        for field in _fields(view[graph.offset:graph.offset + graph.length]):
-            if field.number == _GRAPH_NODE and field.wire == _BYTES and isinstance(field.value, memoryview):
-                out += _bytes_field(_GRAPH_NODE, _to_const(_Node.parse(field.value), regions, view, source))
+        for field in read_fields(view[graph.offset:graph.offset + graph.length]):
+            if field.number == GRAPH_NODE and field.wire == BYTES and isinstance(field.value, memoryview):
+                out += bytes_field(GRAPH_NODE, _to_const(Node.parse(field.value), regions, view, source))
             else:
                 out += field.raw
-    except _Malformed as exc:
+    except Malformed as exc:
         raise _broken(source, f"its graph region is not a GraphDef ({exc})") from None
     return bytes(out)
 
 
-class _Node:
-    """A NodeDef as the fields this module reads or rewrites, plus the others verbatim."""
-
-    def __init__(self, name: str, op: str, attrs: Dict[str, memoryview], before: bytes, after: bytes):
-        self.name, self.op, self.attrs, self.before, self.after = name, op, attrs, before, after
-
-    @classmethod
-    def parse(cls, data: memoryview) -> "_Node":
-        name = op = ""
-        attrs: Dict[str, memoryview] = {}
-        before, after = bytearray(), bytearray()  # inputs and device; fields after the attributes
-        for field in _fields(data):
-            if field.number == _NODE_NAME:
-                name = _text(field.value)
-            elif field.number == _NODE_OP:
-                op = _text(field.value)
-            elif field.number == _NODE_ATTR and isinstance(field.value, memoryview):
-                key, value = "", memoryview(b"")
-                for entry in _fields(field.value):
-                    if entry.number == 1:
-                        key = _text(entry.value)
-                    elif entry.number == 2 and isinstance(entry.value, memoryview):
-                        value = entry.value
-                attrs[key] = value
-            elif field.number in (_NODE_INPUT, _NODE_DEVICE):
-                before += field.raw
-            else:
-                after += field.raw
-        return cls(name, op, attrs, bytes(before), bytes(after))
-
-    def serialize(self, op: str, attrs: Dict[str, bytes]) -> bytes:
-        """Fields in number order and attributes sorted by key, as deterministic serialization does."""
-        entries = b"".join(_bytes_field(_NODE_ATTR, _bytes_field(1, key.encode()) + _bytes_field(2, attrs[key]))
-                           for key in sorted(attrs))
-        return (_bytes_field(_NODE_NAME, self.name.encode()) + _bytes_field(_NODE_OP, op.encode()) + self.before
-                + entries + self.after)
-
-    def attr(self, key: str, number: int) -> Optional[Union[int, memoryview]]:
-        """Field ``number`` of attribute ``key``'s AttrValue, or None."""
-        if key not in self.attrs:
-            return None
-        for field in _fields(self.attrs[key]):
-            if field.number == number:
-                return field.value
-        return None
-
-
-def _shape(shape: memoryview) -> Optional[List[int]]:
-    """The dimensions of a TensorShapeProto; None when unknown (unknown rank or a -1 dimension)."""
-    dims = []
-    for field in _fields(shape):
-        if field.number == _SHAPE_UNKNOWN_RANK and field.value:
-            return None
-        if field.number == _SHAPE_DIM and isinstance(field.value, memoryview):
-            size = 0
-            for dim in _fields(field.value):
-                if dim.number == _DIM_SIZE and isinstance(dim.value, int):
-                    size = dim.value - (1 << 64) if dim.value >= 1 << 63 else dim.value
-            if size < 0:
-                return None
-            dims.append(size)
-    return dims
-
-
-def _byte_size(dtype: int, dims: List[int]) -> int:
-    count = 1
-    for size in dims:
-        count *= size
-    return count * DTYPE_SIZES[dtype]
-
-
-def _to_const(node: _Node, regions: Dict[str, Region], view: memoryview, source: str) -> bytes:
+def _to_const(node: Node, regions: Dict[str, Region], view: memoryview, source: str) -> bytes:
     if node.op != "ImmutableConst":
         return node.serialize(node.op, {key: bytes(value) for key, value in node.attrs.items()})
-    dtype, shape, region_name = (node.attr("dtype", _ATTR_TYPE), node.attr("shape", _ATTR_SHAPE),
-                                 node.attr("memory_region_name", _ATTR_S))
+    dtype, shape, region_name = (node.attr("dtype", ATTR_TYPE), node.attr("shape", ATTR_SHAPE),
+                                 node.attr("memory_region_name", ATTR_S))
     if not isinstance(dtype, int) or not isinstance(shape, memoryview) or not isinstance(region_name, memoryview):
         raise _broken(source, f"ImmutableConst '{node.name}' lacks its dtype, shape or memory_region_name")
-    name = _text(region_name)
-    dims = _shape(shape)
+    name = text(region_name)
+    dims = shape_dims(shape)
     if dtype not in DTYPE_SIZES or dims is None:
         raise _broken(source, f"ImmutableConst '{node.name}' has DataType {dtype} and shape {dims}, "
                                       f"which no memory region can hold")
@@ -303,7 +164,7 @@ def _to_const(node: _Node, regions: Dict[str, Region], view: memoryview, source:
         raise _broken(source, f"ImmutableConst '{node.name}' points at region '{name}', which the "
                                       f"directory does not list")
     region = regions[name]
-    wanted = _byte_size(dtype, dims)
+    wanted = byte_size(dtype, dims)
     if (wanted != region.length) if region.exact else not (wanted <= region.length < wanted + ALIGNMENT):
         raise _broken(source, f"ImmutableConst '{node.name}' (DataType {dtype}, shape {dims}: {wanted} "
                                       f"bytes) points at region '{name}' of {region.length} bytes")
@@ -311,9 +172,9 @@ def _to_const(node: _Node, regions: Dict[str, Region], view: memoryview, source:
         raise _broken(source, f"region '{name}' of ImmutableConst '{node.name}' starts at offset "
                                       f"{region.offset}, not a multiple of {TF_ALIGNMENT} as TensorFlow requires")
     content = bytes(view[region.offset:region.offset + wanted])
-    tensor = (_varint_field(_TENSOR_DTYPE, dtype) + _bytes_field(_TENSOR_SHAPE, bytes(shape))
-              + _bytes_field(_TENSOR_CONTENT, content))
-    return node.serialize("Const", {"dtype": _varint_field(_ATTR_TYPE, dtype), "value": _bytes_field(_ATTR_TENSOR, tensor)})
+    tensor = (varint_field(TENSOR_DTYPE, dtype) + bytes_field(TENSOR_SHAPE, bytes(shape))
+              + bytes_field(TENSOR_CONTENT, content))
+    return node.serialize("Const", {"dtype": varint_field(ATTR_TYPE, dtype), "value": bytes_field(ATTR_TENSOR, tensor)})
 
 
 # -- pack: Const -> ImmutableConst -------------------------------------------------------
@@ -331,13 +192,13 @@ def pack(graph_def: bytes, source: str, *, min_bytes: int = MIN_CONVERSION_BYTES
     out = bytearray()
     directory = bytearray()
     graph = bytearray()
-    used = set()
+    used: Set[str] = set()
     try:
-        for field in _fields(graph_def):
-            if field.number != _GRAPH_NODE or not isinstance(field.value, memoryview):
+        for field in read_fields(graph_def):
+            if field.number != GRAPH_NODE or not isinstance(field.value, memoryview):
                 graph += field.raw
                 continue
-            node = _Node.parse(field.value)
+            node = Node.parse(field.value)
             content = _const_content(node, min_bytes)
             if content is None:
                 graph += field.raw
@@ -346,17 +207,17 @@ def pack(graph_def: bytes, source: str, *, min_bytes: int = MIN_CONVERSION_BYTES
             out += bytes(-len(out) % ALIGNMENT)
             directory += _element_bytes(region, len(out), len(content))
             out += content
-            value = node.attr("value", _ATTR_TENSOR)
+            value = node.attr("value", ATTR_TENSOR)
             assert isinstance(value, memoryview)
-            tensor = {f.number: f.value for f in _fields(value)}
-            shape = tensor.get(_TENSOR_SHAPE, memoryview(b""))
-            assert isinstance(shape, memoryview)
-            graph += _bytes_field(_GRAPH_NODE, node.serialize("ImmutableConst", {
-                "dtype": _varint_field(_ATTR_TYPE, int(tensor[_TENSOR_DTYPE])),  # type: ignore[arg-type]
-                "shape": _bytes_field(_ATTR_SHAPE, bytes(shape)),
-                "memory_region_name": _bytes_field(_ATTR_S, region.encode()),
+            tensor = {f.number: f.value for f in read_fields(value)}
+            dtype, shape = tensor[TENSOR_DTYPE], tensor.get(TENSOR_SHAPE, memoryview(b""))
+            assert isinstance(dtype, int) and isinstance(shape, memoryview)  # _const_content checked both
+            graph += bytes_field(GRAPH_NODE, node.serialize("ImmutableConst", {
+                "dtype": varint_field(ATTR_TYPE, dtype),
+                "shape": bytes_field(ATTR_SHAPE, bytes(shape)),
+                "memory_region_name": bytes_field(ATTR_S, region.encode()),
             }))
-    except _Malformed as exc:
+    except Malformed as exc:
         raise ModelFileError(f"{source} is not a frozen GraphDef (.pb): {exc}. Export the model again; "
                              f"nothing was written.") from None
     directory += _element_bytes(GRAPH_REGION, len(out), len(graph))
@@ -365,26 +226,26 @@ def pack(graph_def: bytes, source: str, *, min_bytes: int = MIN_CONVERSION_BYTES
     return bytes(out + directory + struct.pack("<Q", directory_offset))
 
 
-def _const_content(node: _Node, min_bytes: int) -> Optional[bytes]:
+def _const_content(node: Node, min_bytes: int) -> Optional[bytes]:
     """The bytes of a Const worth its own region: plain data, held as tensor_content, of known shape."""
     if node.op != "Const":
         return None
-    tensor = node.attr("value", _ATTR_TENSOR)
+    tensor = node.attr("value", ATTR_TENSOR)
     if not isinstance(tensor, memoryview):
         return None
-    fields = {f.number: f.value for f in _fields(tensor)}
-    dtype, shape, content = fields.get(_TENSOR_DTYPE), fields.get(_TENSOR_SHAPE), fields.get(_TENSOR_CONTENT)
+    fields = {f.number: f.value for f in read_fields(tensor)}
+    dtype, shape, content = fields.get(TENSOR_DTYPE), fields.get(TENSOR_SHAPE), fields.get(TENSOR_CONTENT)
     if not isinstance(dtype, int) or dtype not in DTYPE_SIZES or not isinstance(content, memoryview):
         return None
-    dims = _shape(shape) if isinstance(shape, memoryview) else []
-    if dims is None or len(content) < min_bytes or len(content) != _byte_size(dtype, dims):
+    dims = shape_dims(shape) if isinstance(shape, memoryview) else []
+    if dims is None or len(content) < min_bytes or len(content) != byte_size(dtype, dims):
         return None
-    if set(fields) - {_TENSOR_DTYPE, _TENSOR_SHAPE, _TENSOR_CONTENT, 3}:  # 3: version_number
+    if set(fields) - {TENSOR_DTYPE, TENSOR_SHAPE, TENSOR_CONTENT, 3}:  # 3: version_number
         return None
     return bytes(content)
 
 
-def _region_name(node_name: str, used: set) -> str:
+def _region_name(node_name: str, used: Set[str]) -> str:
     """memmapped_package:// + the node name with characters outside [A-Za-z0-9_.] as '_', made unique."""
     name = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in node_name)
     while name in used:
@@ -394,40 +255,11 @@ def _region_name(node_name: str, used: set) -> str:
 
 
 def _element_bytes(name: str, offset: int, length: int) -> bytes:
-    element = _varint_field(_ELEMENT_OFFSET, offset) + _bytes_field(_ELEMENT_NAME, name.encode())
-    return _bytes_field(_DIRECTORY_ELEMENT, element + _varint_field(_ELEMENT_LENGTH, length))
+    element = varint_field(_ELEMENT_OFFSET, offset) + bytes_field(_ELEMENT_NAME, name.encode())
+    return bytes_field(_DIRECTORY_ELEMENT, element + varint_field(_ELEMENT_LENGTH, length))
 
 
 # -- agreement: the same weights in two graphs ---------------------------------------------
-
-def constants(graph_def: bytes, names: Iterable[str]) -> Dict[str, "np.ndarray"]:
-    """The float32 constants ``names`` of a plain GraphDef that holds them (tensor_content or float_val)."""
-    import numpy as np
-
-    wanted, found = set(names), {}
-    for field in _fields(graph_def):
-        if field.number != _GRAPH_NODE or not isinstance(field.value, memoryview):
-            continue
-        node = _Node.parse(field.value)
-        tensor = node.attr("value", _ATTR_TENSOR) if node.op == "Const" and node.name in wanted else None
-        if not isinstance(tensor, memoryview):
-            continue
-        parts = {f.number: f.value for f in _fields(tensor)}
-        shape = parts.get(_TENSOR_SHAPE)
-        dims = _shape(shape) if isinstance(shape, memoryview) else []
-        if parts.get(_TENSOR_DTYPE) != 1 or dims is None:  # DT_FLOAT
-            continue
-        content, values = parts.get(_TENSOR_CONTENT), parts.get(5)  # float_val: packed, the last one repeated
-        if isinstance(content, memoryview):
-            array = np.frombuffer(bytes(content), "<f4")
-        elif isinstance(values, memoryview):
-            array = np.frombuffer(bytes(values), "<f4")
-            array = np.concatenate([array, np.repeat(array[-1:], int(np.prod(dims)) - len(array))])
-        else:
-            continue
-        found[node.name] = array.reshape(dims)
-    return found
-
 
 def weight_differences(frozen: bytes, model: bytes, names: Sequence[str], *, model_source: str) -> Dict[str, float]:
     """name -> max |Δ| for each weight ``names`` that differs between a frozen graph and a ``.pbmm``
