@@ -167,8 +167,8 @@ def _number(option: str, value: Optional[str]) -> Optional[float]:
     """An optional number option: invoke passes options without a typed default as text."""
     try:
         return None if value is None else float(value)
-    except ValueError:
-        raise ConfigError(f"--{option} must be a number, got '{value}'") from None
+    except ValueError as exc:
+        raise ConfigError(f"--{option} must be a number, got '{value}'") from exc
 
 
 @task(help={**_help("target", "artifacts", "debug"), "device": "OpenVINO device (default: CPU)",

@@ -2,7 +2,8 @@
 
 Every error a user can cause or meet is a :class:`Ds2irError` whose ``str()`` is a
 one-paragraph message naming the thing that went wrong and the fix. Tasks catch the
-root and print the message; ``--debug`` shows the traceback as well.
+root and print the message; ``--debug`` shows the traceback as well, down to the cause: an
+error raised on another one is raised ``from`` it.
 
     Ds2irError
     ├── ConfigError            the targets file or a command-line option is wrong

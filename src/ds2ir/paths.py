@@ -80,8 +80,8 @@ def regular_file(path: Path, what: str, *, error: Callable[[str], Ds2irError] = 
     """
     try:
         info = path.stat()
-    except FileNotFoundError:
-        raise MissingInputError(f"The {what} {path} does not exist.") from None
+    except FileNotFoundError as exc:
+        raise MissingInputError(f"The {what} {path} does not exist.") from exc
     except OSError as exc:
         raise error(f"The {what} {path} cannot be read ({exc.strerror or exc}).") from exc
     if not stat.S_ISREG(info.st_mode):

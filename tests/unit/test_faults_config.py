@@ -1,6 +1,10 @@
 """Bad configuration through `invoke build` (no Docker reached): one message naming file and key, no traceback."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from ds2ir.model.layout import TARGETS_ENV
@@ -40,3 +44,21 @@ def test_bad_key_in_the_targets_file_is_named_with_file_and_key(tmp_path, line, 
 def test_missing_targets_file_says_how_to_point_at_one(tmp_path):
     out = build(tmp_path, "--target", "synthetic-small", env={TARGETS_ENV: str(tmp_path / "nowhere.toml")})
     assert f"the targets file {tmp_path / 'nowhere.toml'} does not exist; set {TARGETS_ENV}" in out
+
+
+def test_debug_shows_what_caused_the_error_and_the_plain_message_does_not(tmp_path):
+    """Errors keep their causes (`raise ... from exc`): --debug prints the chain down to the TOML parser's
+    own error, in `invoke` and in the stage images' `python -m ds2ir` alike."""
+    targets = tmp_path / "targets.toml"
+    targets.write_text("[targets.broken\nn_hidden = 64\n")
+    env = {TARGETS_ENV: str(targets)}
+    assert "TOMLDecodeError" not in build(tmp_path, "--target", "synthetic-small", env=env)
+    shown = invoke("build", "--debug", "--target", "synthetic-small", "--artifacts", str(tmp_path / "artifacts"),
+                   env=env, check=False).stdout
+    in_image = subprocess.run([sys.executable, "-m", "ds2ir", "--debug", "freeze", "--artifacts", str(tmp_path / "artifacts")],
+                              env=dict(os.environ, PYTHONPATH=str(PROJECT / "src"), **env), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, universal_newlines=True)
+    for out in (shown, in_image.stdout):
+        assert "TOMLDecodeError" in out and "The above exception was the direct cause of the following exception" in out
+        assert f"ds2ir: error: {targets}: not valid TOML" in out
+    assert in_image.returncode == 2 and not (tmp_path / "artifacts").exists()

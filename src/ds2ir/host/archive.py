@@ -84,9 +84,9 @@ def extract(
         raise ArchiveError(
             f"Cannot read the archive {archive}: {exc}. It is truncated or not a tar archive; "
             f"delete it and fetch it again. {dest} was left as it was."
-        ) from None
+        ) from exc
     except OSError as exc:
-        raise ArchiveError(f"Cannot extract {archive} into {dest}: {exc}. {dest} was left as it was.") from None
+        raise ArchiveError(f"Cannot extract {archive} into {dest}: {exc}. {dest} was left as it was.") from exc
     return dest
 
 
@@ -97,7 +97,7 @@ def check(archive: Path, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, max_
         with tarfile.open(str(archive), "r:*") as tar:
             _Plan(archive, True, max_total_bytes, max_members).scan(tar)
     except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise ArchiveError(f"Cannot read the archive {archive}: {exc}. It is truncated or not a tar archive.") from None
+        raise ArchiveError(f"Cannot read the archive {archive}: {exc}. It is truncated or not a tar archive.") from exc
 
 
 def check_stream(archive: Path, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, where: str = "") -> None:
@@ -117,9 +117,9 @@ def check_stream(archive: Path, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTE
                 pass  # the compressed stream's end: gzip checks its CRC32 and length trailer here
     except EOFError as exc:
         raise ArchiveError(f"The archive {archive} is truncated: its compressed stream ends early ({exc}). "
-                           f"Delete it and fetch it again. {where}") from None
+                           f"Delete it and fetch it again. {where}") from exc
     except (OSError, zlib.error, lzma.LZMAError) as exc:
-        raise ArchiveError(f"The archive {archive} is corrupt: {exc}. Delete it and fetch it again. {where}") from None
+        raise ArchiveError(f"The archive {archive} is corrupt: {exc}. Delete it and fetch it again. {where}") from exc
 
 
 class _HeaderWalk:

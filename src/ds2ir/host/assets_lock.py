@@ -56,7 +56,7 @@ def read_lock(lock_path: Path) -> Dict[str, LockEntry]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", file=str(lock_path)) from None
+        raise ConfigError(f"not valid TOML: {exc}", file=str(lock_path)) from exc
     extra = sorted(set(data) - {"assets"})
     if extra:
         raise ConfigError("unknown key; the lock holds only [assets.\"URL\"] tables", file=str(lock_path), key=extra[0])

@@ -113,10 +113,8 @@ class Docker:
                 [self.executable, "version", "--format", "{{.Server.Version}}"],
                 step="docker preflight", capture=True, quiet=True,
             ).strip()
-        except DockerUnavailableError:
-            raise
-        except Exception as exc:
-            raise DockerUnavailableError(self._diagnose(str(exc))) from None
+        except (CommandError, MissingInputError, OSError) as exc:  # no answer, no client, a client we may not run
+            raise DockerUnavailableError(self._diagnose(str(exc))) from exc
 
     def server_platform(self) -> str:
         """The engine's own platform (``linux/amd64``, ``linux/arm64``): what its containers run natively."""
@@ -151,9 +149,7 @@ class Docker:
                 [self.executable, "image", "inspect", "--format", "{{.Id}}", ref],
                 step="inspect image", capture=True, quiet=True,
             ).strip()
-        except DockerUnavailableError:
-            raise
-        except Exception:
+        except CommandError:  # 'No such image' (a hung engine is a DockerUnavailableError, raised on)
             return None
 
     def image_size(self, ref: str) -> int:

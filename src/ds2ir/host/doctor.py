@@ -135,5 +135,5 @@ def _write_access(artifacts: Path) -> str:
     except OSError as exc:
         raise StorageError.from_os_error(exc, str(where)) or StorageError(
             f"Cannot create files in {where} ({exc.strerror}). Pass --artifacts DIR on a writable local directory."
-        ) from None
+        ) from exc
     return f"{where} is writable" + ("" if where == artifacts else f" ({artifacts} will be created)")

@@ -62,14 +62,14 @@ def download(url: str, part: Path, *, bound: int, progress: bool, retries: int, 
             try:
                 return _attempt(session, url, part, bound=bound, progress=progress, timeout=timeout, stall=stall)
             except fatal as exc:
-                raise FetchError(f"Cannot download {url}: {exc}. Fix the URL in targets.toml and {LOCK_FILE_NAME}.") from None
+                raise FetchError(f"Cannot download {url}: {exc}. Fix the URL in targets.toml and {LOCK_FILE_NAME}.") from exc
             except (_Transient, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                 if attempt >= retries:
                     raise FetchError(
                         f"Downloading {url} failed after {attempt + 1} attempts; last error: {exc}. "
                         f"Whatever arrived is kept in {part} and the next fetch resumes it. Check the network "
                         f"and retry, or on a host without access bring the file with '{IMPORT_HINT}'."
-                    ) from None
+                    ) from exc
                 delay = min(backoff * 2 ** attempt, MAX_BACKOFF_SECONDS)
                 attempt += 1
                 _say(f"download of {url} failed ({exc}); retry {attempt} of {retries} in {delay:g} s")

@@ -88,7 +88,7 @@ class TargetInputs:
                 f"Target '{self.target.name}' needs the DeepSpeech {self.target.release.name} checkpoint {url}. {exc} "
                 f"Alternatively extract the release's files into {self.layout.checkpoint_dir}; to build without "
                 f"the release, use '--target synthetic-{self.target.release.name}'."
-            ) from None
+            ) from exc
         archive.extract(archive_path, self.layout.checkpoint_dir)
         self.say(f"[{self.target.name}] checkpoint: extracted {archive_path.name} into {self.layout.checkpoint_dir}")
 

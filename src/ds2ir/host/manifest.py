@@ -33,7 +33,7 @@ def read_lock(path: Path) -> Dict[str, Dict[str, str]]:
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
-        raise ConfigError(f"not valid JSON: {exc}", file=str(path)) from None
+        raise ConfigError(f"not valid JSON: {exc}", file=str(path)) from exc
     if not isinstance(data, dict):
         raise ConfigError("must map target names to {file: sha256}", file=str(path))
     return data

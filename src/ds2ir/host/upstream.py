@@ -29,7 +29,7 @@ def fetch_source(spec: ImageSpec, project: Project, *, offline: bool = False, tr
         raise FetchError(
             f"Image '{spec.name}' installs DeepSpeech's training code from release {spec.source_release}'s source "
             f"archive {spec.source_url}. {exc}"
-        ) from None
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -95,12 +95,12 @@ def read_wav(path: StrPath, *, sample_rate: int, max_seconds: float = MAX_SECOND
                     f"Split it into shorter files (e.g. ffmpeg -i INPUT -f segment -segment_time 600 OUT%03d.wav)."
                 )
             raw = stream.read(n_frames * fmt.block_align)
-    except FileNotFoundError:
-        raise MissingInputError(f"{path}: the audio file does not exist.") from None
-    except IsADirectoryError:
-        raise AudioError(f"{path}: is a directory, not a WAV file.") from None
+    except FileNotFoundError as exc:
+        raise MissingInputError(f"{path}: the audio file does not exist.") from exc
+    except IsADirectoryError as exc:
+        raise AudioError(f"{path}: is a directory, not a WAV file.") from exc
     except OSError as exc:
-        raise AudioError(f"{path}: cannot be read ({exc.strerror or exc}).") from None
+        raise AudioError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
 
     samples = _decode(raw, fmt, path, hint)
     conversions = []

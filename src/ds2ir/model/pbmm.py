@@ -79,7 +79,7 @@ def read_directory(data: bytes, source: str) -> Dict[str, Region]:
         elements = [_element(field.value) for field in read_fields(memoryview(data)[directory_offset:size - 8])
                     if field.number == _DIRECTORY_ELEMENT and field.wire == BYTES]
     except Malformed as exc:
-        raise _bad_pbmm(data, source, f"its directory at offset {directory_offset} cannot be parsed ({exc})") from None
+        raise _bad_pbmm(data, source, f"its directory at offset {directory_offset} cannot be parsed ({exc})") from exc
     regions: Dict[str, Region] = {}
     end = directory_offset
     for name, offset, length in reversed(elements):  # as TensorFlow reads it: a region ends where the next begins
@@ -144,7 +144,7 @@ def unpack(data: bytes, source: str) -> bytes:
             else:
                 out += field.raw
     except Malformed as exc:
-        raise _broken(source, f"its graph region is not a GraphDef ({exc})") from None
+        raise _broken(source, f"its graph region is not a GraphDef ({exc})") from exc
     return bytes(out)
 
 
@@ -219,7 +219,7 @@ def pack(graph_def: bytes, source: str, *, min_bytes: int = MIN_CONVERSION_BYTES
             }))
     except Malformed as exc:
         raise ModelFileError(f"{source} is not a frozen GraphDef (.pb): {exc}. Export the model again; "
-                             f"nothing was written.") from None
+                             f"nothing was written.") from exc
     directory += _element_bytes(GRAPH_REGION, len(out), len(graph))
     out += graph
     directory_offset = len(out)

@@ -83,10 +83,10 @@ def read_vocabulary(path: Path) -> List[str]:
     regular_file(path, "vocabulary file", error=DecoderError)  # a FIFO would block the read forever
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MissingInputError(f"The vocabulary file {path} does not exist.") from None
-    except UnicodeDecodeError:
-        raise DecoderError(f"The vocabulary file {path} is not UTF-8 text; give words separated by whitespace.") from None
+    except FileNotFoundError as exc:
+        raise MissingInputError(f"The vocabulary file {path} does not exist.") from exc
+    except UnicodeDecodeError as exc:
+        raise DecoderError(f"The vocabulary file {path} is not UTF-8 text; give words separated by whitespace.") from exc
     return list(dict.fromkeys(text.split()))
 
 
@@ -283,12 +283,12 @@ def ctcdecoder():  # type: ignore[no-untyped-def]
     """The ds_ctcdecoder module, or a DecoderError saying which image has it."""
     try:
         import ds_ctcdecoder
-    except ImportError:
+    except ImportError as exc:
         raise DecoderError(
             "Beam search needs ds_ctcdecoder (DeepSpeech's CTC decoder), which this image lacks. Point the target's "
             "app_image in targets.toml at an image that installs it (app-ov2025.3), or transcribe greedily "
             "(no --scorer, no --beam-width)."
-        ) from None
+        ) from exc
     return ds_ctcdecoder
 
 
@@ -313,7 +313,7 @@ def _probe(path: Path) -> None:
     except CommandError as exc:
         lines = [line.strip() for line in exc.log_tail.splitlines() if line.strip()]
         raise DecoderError(f"The scorer {path} has a damaged KenLM language model: loading it aborts ds_ctcdecoder "
-                           f"({lines[-1] if lines else f'exit code {exc.exit_code}'}). Download or package it again.") from None
+                           f"({lines[-1] if lines else f'exit code {exc.exit_code}'}). Download or package it again.") from exc
 
 
 def load(path: Path, alphabet: Alphabet, *, alpha: Optional[float] = None, beta: Optional[float] = None):  # type: ignore[no-untyped-def]

@@ -95,12 +95,12 @@ class TargetsFile:
     def load(cls, path: Path, *, project: Optional[Path] = None) -> "TargetsFile":
         try:
             text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"the targets file {path} does not exist; set {TARGETS_ENV} or run from a checkout") from None
+        except FileNotFoundError as exc:
+            raise ConfigError(f"the targets file {path} does not exist; set {TARGETS_ENV} or run from a checkout") from exc
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
+            raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
         return cls(data, source=str(path), project=project)
 
     def variants_of(self, target: Target) -> List[Target]:

@@ -141,9 +141,9 @@ def bench_native(target: Target, layout: ArtifactLayout, args) -> None:  # type:
     """Time DeepSpeech's native client on output_graph.pb over the whole utterance (freeze image)."""
     try:
         import deepspeech
-    except ImportError:
+    except ImportError as exc:
         raise Ds2irError("The deepspeech package is not in this image; it is pinned in locks/freeze-tf1.15.5.in: "
-                         "run 'invoke lock' and rebuild the images.") from None
+                         "run 'invoke lock' and rebuild the images.") from exc
     load = os.getloadavg()[0]
     utterance = load_utterance(layout.root, target.architecture)
     pcm = np.clip(np.round(utterance.samples.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)

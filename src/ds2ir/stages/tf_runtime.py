@@ -33,8 +33,8 @@ def graph_node_names(frozen_graph: Path) -> Dict[str, str]:
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
-    except FileNotFoundError:
-        raise MissingInputError(f"The frozen graph {path} does not exist; run the freeze stage ('invoke freeze').") from None
+    except FileNotFoundError as exc:
+        raise MissingInputError(f"The frozen graph {path} does not exist; run the freeze stage ('invoke freeze').") from exc
 
 
 class TFStreamingModel:

@@ -72,7 +72,7 @@ def check(prefix: Path, arch: Architecture, alphabet: Alphabet) -> None:
         raise CheckpointError(
             f"Cannot read the checkpoint {prefix}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}. "
             f"The files are corrupt or incomplete: fetch or rebuild the checkpoint."
-        ) from None
+        ) from exc
     expected = [(v.name, v.shape) for v in model_variables(arch, alphabet.n_classes)]
     problems = compare_variables({k: v for k, v in found.items() if not _IGNORED.search(k)}, expected)
     if problems:

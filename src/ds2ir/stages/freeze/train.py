@@ -109,8 +109,8 @@ def train_checkpoint(
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
     try:
         text = transcript_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MissingInputError(f"The transcript {transcript_file} does not exist.") from None
+    except FileNotFoundError as exc:
+        raise MissingInputError(f"The transcript {transcript_file} does not exist.") from exc
     target = normalize_transcript(text, alphabet, source=str(transcript_file))
     labels = [alphabet.labels.index(char) for char in target]
     inputs = utterance_inputs(wav, arch)
