@@ -55,9 +55,9 @@ class Runner:
         every line of it as well (long jobs whose whole output is worth keeping). A command
         still running after ``timeout`` seconds is killed: :class:`CommandTimeoutError`.
         """
-        argv = [str(a) for a in argv]
+        command = [str(a) for a in argv]
         if not quiet:
-            self.say(f"$ {quote(argv)}")
+            self.say(f"$ {quote(command)}")
         if self.dry_run:
             return ""
         full_env = dict(os.environ, **env) if env else None
@@ -65,7 +65,7 @@ class Runner:
         captured = []
         try:
             proc = subprocess.Popen(
-                argv,
+                command,
                 stdin=stdin if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -74,7 +74,7 @@ class Runner:
             )
         except FileNotFoundError as exc:
             raise MissingInputError(
-                f"Cannot run '{argv[0]}' for step '{step}': the program is not installed or not on PATH. "
+                f"Cannot run '{command[0]}' for step '{step}': the program is not installed or not on PATH. "
                 f"Install it (see README.md, 'scripts/bootstrap' does it on Debian) and retry."
             ) from exc
         assert proc.stdout is not None
@@ -109,9 +109,9 @@ class Runner:
                 proc.wait()
             proc.stdout.close()
         if expired.is_set():
-            raise CommandTimeoutError(step=step, command=argv, timeout=timeout or 0, log_tail="\n".join(tail))
+            raise CommandTimeoutError(step=step, command=command, timeout=timeout or 0, log_tail="\n".join(tail))
         if code != 0:
-            raise error(step=step, command=argv, exit_code=code, log_tail="\n".join(tail))
+            raise error(step=step, command=command, exit_code=code, log_tail="\n".join(tail))
         return "".join(captured)
 
     def succeeds(self, argv: Sequence[StrPath], *, timeout: Optional[float] = None) -> bool:

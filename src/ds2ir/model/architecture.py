@@ -116,7 +116,7 @@ class Alphabet:
 
 class ModelVariable(NamedTuple):
     name: str
-    shape: tuple
+    shape: Tuple[int, ...]
     dtype: str
 
 

@@ -10,7 +10,7 @@ import ctypes
 import glob
 import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 #: the vector extensions that decide kernels, in the order of their width (cpuinfo flag names)
 VECTOR_EXTENSIONS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
@@ -20,7 +20,8 @@ CPUINFO = Path("/proc/cpuinfo")
 
 def describe(cpuinfo: Path = CPUINFO) -> Dict[str, object]:
     """The CPU's model name, logical CPUs and the VECTOR_EXTENSIONS it has (empty when unknown)."""
-    model, flags, count = "unknown", set(), 0  # type: str, set, int
+    model, count = "unknown", 0
+    flags: Set[str] = set()
     try:
         text = cpuinfo.read_text()
     except OSError:

@@ -87,7 +87,7 @@ def beam_search(probs: np.ndarray, alphabet: Alphabet, *, beam_width: int, score
     return "".join(alphabet.labels[token] for token in beams[0].tokens) if len(beams) else ""
 
 
-def levenshtein(a: Sequence, b: Sequence) -> int:
+def levenshtein(a: Sequence[object], b: Sequence[object]) -> int:
     """Edit distance (insertions, deletions, substitutions, each costing 1)."""
     if len(a) < len(b):
         a, b = b, a

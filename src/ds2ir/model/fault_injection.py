@@ -14,7 +14,7 @@ OpenVINO), the last on verify's feature check (the freeze image).
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def requested() -> Optional[str]:
     return kind
 
 
-def corrupt_model(model) -> None:  # type: ignore[no-untyped-def]
+def corrupt_model(model: Any) -> None:  # an openvino.Model (OpenVINO is untyped)
     """Apply a requested ``weight`` or ``bias`` fault to an openvino.Model before it is compiled."""
     kind = requested()
     if kind not in ("weight", "bias"):

@@ -10,7 +10,7 @@ be fed without TensorFlow. :mod:`ds2ir.stages.tf_features` runs the real ops to 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Tuple, Union
+from typing import NamedTuple, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -77,7 +77,10 @@ def spectrogram(samples: np.ndarray, arch: Architecture) -> np.ndarray:
     return (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
 
 
-def _freq_to_mel(freq: np.ndarray) -> np.ndarray:
+_Frequency = TypeVar("_Frequency", np.ndarray, np.float64)
+
+
+def _freq_to_mel(freq: _Frequency) -> _Frequency:
     return 1127.0 * np.log1p(freq / 700.0)
 
 

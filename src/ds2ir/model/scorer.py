@@ -23,7 +23,7 @@ import stat
 import struct
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ds2ir import atomic
 from ds2ir.errors import CommandError, ConfigError, DecoderError, MissingInputError
@@ -207,7 +207,7 @@ def check_output(output: Path, *inputs: Path) -> None:
                               f"Give another --output.")
 
 
-def _find_trie(data) -> Optional[int]:  # type: ignore[no-untyped-def]
+def _find_trie(data: Union[bytes, mmap.mmap]) -> Optional[int]:
     """Offset of the last trie header whose FST follows it, or None."""
     prefix = _fst_prefix()
     end = len(data)
@@ -221,7 +221,7 @@ def _find_trie(data) -> Optional[int]:  # type: ignore[no-untyped-def]
         end = at
 
 
-def _parse(data, path: str) -> ScorerInfo:  # type: ignore[no-untyped-def]
+def _parse(data: Union[bytes, mmap.mmap], path: str) -> ScorerInfo:
     """Check a whole package in memory (bytes or mmap); raise DecoderError naming what is wrong."""
     size = len(data)
     if data[:len(KENLM_INCOMPLETE)] == KENLM_INCOMPLETE:
@@ -270,7 +270,7 @@ def inspect(path: Path) -> ScorerInfo:
             return _parse(data, str(path))
 
 
-def native_alphabet(alphabet: Alphabet):  # type: ignore[no-untyped-def]
+def native_alphabet(alphabet: Alphabet) -> Any:  # ds_ctcdecoder's Alphabet (SWIG, untyped)
     """The alphabet as ds_ctcdecoder's (from DeepSpeech's serialized form, no file needed)."""
     native = ctcdecoder().swigwrapper.Alphabet()  # the SWIG class: the wrapper's constructor wants a file
     serialized = alphabet.serialize()
@@ -279,7 +279,7 @@ def native_alphabet(alphabet: Alphabet):  # type: ignore[no-untyped-def]
     return native
 
 
-def ctcdecoder():  # type: ignore[no-untyped-def]
+def ctcdecoder() -> Any:  # the module (untyped)
     """The ds_ctcdecoder module, or a DecoderError saying which image has it."""
     try:
         import ds_ctcdecoder
@@ -316,7 +316,7 @@ def _probe(path: Path) -> None:
                            f"({lines[-1] if lines else f'exit code {exc.exit_code}'}). Download or package it again.") from exc
 
 
-def load(path: Path, alphabet: Alphabet, *, alpha: Optional[float] = None, beta: Optional[float] = None):  # type: ignore[no-untyped-def]
+def load(path: Path, alphabet: Alphabet, *, alpha: Optional[float] = None, beta: Optional[float] = None) -> Any:
     """The scorer as ds_ctcdecoder's, checked first; ``alpha``/``beta`` override the package's defaults."""
     inspect(path)
     ctcdecoder()
@@ -327,7 +327,7 @@ def load(path: Path, alphabet: Alphabet, *, alpha: Optional[float] = None, beta:
     return scorer
 
 
-def _load(path: Path, alphabet: Alphabet):  # type: ignore[no-untyped-def]
+def _load(path: Path, alphabet: Alphabet) -> Any:  # ds_ctcdecoder's Scorer (SWIG, untyped)
     """ds_ctcdecoder's Scorer.init, its error code as a DecoderError."""
     decoder = ctcdecoder()
     scorer = decoder.Scorer()

@@ -6,11 +6,20 @@ windows through its model (:func:`stream`) and the results meet here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ds2ir.model.architecture import Architecture
+
+if TYPE_CHECKING:  # typing.Protocol is Python 3.8+; the freeze image runs 3.7, so only the checker sees it
+    from typing import Protocol
+
+    class StreamingModel(Protocol):
+        """What :func:`stream` feeds: TF's, OpenVINO's and the float64 model alike."""
+
+        def step(self, window: np.ndarray, state_c: np.ndarray,
+                 state_h: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 #: what every streaming model's ``step(window, state_c, state_h)`` returns, in order
 STREAM_OUTPUTS = ("logits", "state_c", "state_h")
@@ -98,9 +107,9 @@ def fidelity_failures(result: Mapping[str, Any]) -> List[str]:
     return lines
 
 
-def stream(model, windows: np.ndarray, state_c: np.ndarray, state_h: np.ndarray) -> Dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def stream(model: StreamingModel, windows: np.ndarray, state_c: np.ndarray, state_h: np.ndarray) -> Dict[str, np.ndarray]:
     """Feed every window in order, carrying the state; stack each output per window."""
-    collected: Dict[str, list] = {name: [] for name in STREAM_OUTPUTS}
+    collected: Dict[str, List[np.ndarray]] = {name: [] for name in STREAM_OUTPUTS}
     for window in windows:
         outputs = model.step(window, state_c, state_h)
         _, state_c, state_h = outputs
@@ -119,7 +128,7 @@ def random_inputs(arch: Architecture, seed: int, n_windows: int = 3) -> Dict[str
     }
 
 
-def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> Dict[str, Dict[str, object]]:
+def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> Dict[str, Dict[str, Any]]:
     """|Δ| per output, overall and per window: absolute, and scaled by max(1, |reference|).
 
     The scaled error equals the absolute one wherever values are within [-1, 1] (logits,
@@ -147,9 +156,9 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
     return report
 
 
-def worst(report: Mapping[str, Mapping[str, object]]) -> float:
+def worst(report: Mapping[str, Mapping[str, Any]]) -> float:
     """The largest scaled error over all outputs (|IR - TF| in the reports: information, not the gate)."""
-    return max(float(entry["max_scaled"]) for entry in report.values())  # type: ignore[arg-type]
+    return max(float(entry["max_scaled"]) for entry in report.values())
 
 
 def utterance_logits(per_window_logits: np.ndarray, valid_steps: int) -> np.ndarray:
@@ -174,7 +183,7 @@ def grows(per_window: List[float], floor: float = DRIFT_FLOOR) -> bool:
 
 def file_report(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
                 ground_truth: Mapping[str, np.ndarray], valid_steps: int, transcripts: Dict[str, str],
-                tolerance: Optional[float], same_transcript: bool = True) -> Dict[str, object]:
+                tolerance: Optional[float], same_transcript: bool = True) -> Dict[str, Any]:
     """One recording's comparison: the fidelity gate against float64, |IR - TF| per output (information),
     drift, both transcripts, pass/fail.
 
@@ -188,13 +197,13 @@ def file_report(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.
     return {
         "windows": int(reference["logits"].shape[0]),
         "valid_steps_in_last_window": int(valid_steps),
-        "max_abs": max(float(entry["max_abs"]) for entry in outputs.values()),  # type: ignore[arg-type]
+        "max_abs": max(float(entry["max_abs"]) for entry in outputs.values()),
         "max_scaled": worst(outputs),
         "ir_vs_f64": gate["ir_vs_f64"],
         "tf_vs_f64": gate["tf_vs_f64"],
         "fidelity": gate,
         "outputs": outputs,
-        "state_drift": any(grows(outputs[name]["per_window_max_scaled"]) for name in ("state_c", "state_h")),  # type: ignore[arg-type]
+        "state_drift": any(grows(outputs[name]["per_window_max_scaled"]) for name in ("state_c", "state_h")),
         "transcripts": transcripts,
         "transcripts_equal": len(set(transcripts.values())) == 1,
         "passed": gate["passed"] and (len(set(transcripts.values())) == 1 or not same_transcript),
@@ -239,7 +248,7 @@ def render_variant_comparison(comparison: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def plot(path: Path, files: Mapping[str, Mapping[str, object]], logits: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+def plot(path: Path, files: Mapping[str, Mapping[str, Any]], logits: Mapping[str, Mapping[str, np.ndarray]]) -> None:
     """PNG: per-window max |Δ| per file, and IR logits next to TF's for the first file."""
     import matplotlib
 
@@ -252,7 +261,7 @@ def plot(path: Path, files: Mapping[str, Mapping[str, object]], logits: Mapping[
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for name, entry in files.items():
         for output, style in (("logits", "-"), ("state_c", "--"), ("state_h", ":")):
-            series = entry["outputs"][output]["per_window_max_abs"]  # type: ignore[index]
+            series = entry["outputs"][output]["per_window_max_abs"]
             axes[0].semilogy(range(len(series)), np.maximum(series, 1e-12), style, label=f"{name} {output}")
     axes[0].set(title="max |IR - TF| per window", xlabel="window", ylabel="max |Δ|")
     axes[0].legend(fontsize=6)

@@ -2,6 +2,7 @@
 utterance window by window and writes a JSON result under ``artifacts/bench/results/``."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -9,7 +10,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, NamedTuple, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Tuple
 
 import numpy as np
 
@@ -29,13 +30,16 @@ from ds2ir.model.bench import (
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets import Target
 
+if TYPE_CHECKING:
+    from ds2ir.model.verify import StreamingModel
+
 
 class Timings(NamedTuple):
     window_seconds: List[float]
     pass_seconds: List[float]
 
 
-def time_stream(model, windows: np.ndarray, state_shape: Tuple[int, ...], repeat: int, *,  # type: ignore[no-untyped-def]
+def time_stream(model: StreamingModel, windows: np.ndarray, state_shape: Tuple[int, ...], repeat: int, *,
                 warm_up: bool = True, clock: Callable[[], float] = time.perf_counter) -> Timings:
     """An untimed pass (lazy allocation, first-inference setup) unless ``warm_up`` is off, then ``repeat``
     timed passes over the utterance, each from a zero state carried from window to window as an application does."""
@@ -95,7 +99,7 @@ def _stream_result(key: str, engine: str, utterance: Utterance, timings: Timings
             "window_seconds": timings.window_seconds, "pass_seconds": timings.pass_seconds, **extra}
 
 
-def bench_ir(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+def bench_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Time the IR per window at an inference precision ('default': the plugin's choice) and a runtime
     setting; a later run of the same key adds its passes (convert image)."""
     from ds2ir.stages.ov_runtime import OVStreamingModel, openvino_version
@@ -117,7 +121,7 @@ def bench_ir(target: Target, layout: ArtifactLayout, args) -> None:  # type: ign
     _write_result(layout.root, result, load)
 
 
-def bench_tf(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+def bench_tf(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Time the frozen graph per window with TensorFlow on all cores (freeze image: TF 1.15; convert image: TF 2)."""
     import tensorflow
 
@@ -137,7 +141,7 @@ def bench_tf(target: Target, layout: ArtifactLayout, args) -> None:  # type: ign
     _write_result(layout.root, result, load)
 
 
-def bench_native(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+def bench_native(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Time DeepSpeech's native client on output_graph.pb over the whole utterance (freeze image)."""
     try:
         import deepspeech
@@ -195,7 +199,7 @@ def measure_bandwidth(n_bytes: int = BANDWIDTH_BYTES, repeat: int = BANDWIDTH_RE
     return out
 
 
-def bench_memory(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+def bench_memory(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Measure memory bandwidth with numpy; a later sweep in the same run keeps the best of all (convert image)."""
     load = os.getloadavg()[0]
     path = bench_dir(layout.root) / "results" / "memory.json"
@@ -207,7 +211,7 @@ def bench_memory(target: Target, layout: ArtifactLayout, args) -> None:  # type:
     _write_result(layout.root, result, load)
 
 
-def bench_plot(target: Target, layout: ArtifactLayout, args) -> None:  # type: ignore[no-untyped-def]
+def bench_plot(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Draw artifacts/bench/bench.png from results.json (convert image: matplotlib)."""
     import matplotlib
 

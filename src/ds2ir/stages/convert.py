@@ -16,7 +16,7 @@ import importlib
 import shutil
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from ds2ir import atomic
 from ds2ir.errors import ConverterError, MissingInputError
@@ -122,7 +122,7 @@ def ovc_command(target: Target, frozen_graph: Path, output_dir: Path) -> List[st
     ]
 
 
-def freeze_input_lengths(model, n_steps: int):  # type: ignore[no-untyped-def]
+def freeze_input_lengths(model: Any, n_steps: int) -> Any:  # openvino.Model in and out (untyped)
     """mo's ``input_lengths->[n_steps]`` after the fact, with public API only.
 
     Replace the ``input_lengths`` parameter by a constant, fold what it fed, and give the

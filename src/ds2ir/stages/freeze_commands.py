@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import List, Optional, cast
+from typing import Any, Dict, List, Optional, cast
 
 import numpy as np
 
@@ -82,8 +82,9 @@ def reference(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
               "numpy_openblas": cpu.openblas_core()}
     with atomic.atomic_path(layout.check_reference) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **inputs, **{"tf_" + k: v for k, v in outputs.items()},
-                     **{"f64_" + k: v for k, v in exact.items()}, engine=np.array(json.dumps(engine, sort_keys=True)))
+            arrays: Dict[str, Any] = {**inputs, **{"tf_" + k: v for k, v in outputs.items()},
+                                     **{"f64_" + k: v for k, v in exact.items()}}
+            np.savez(handle, engine=np.array(json.dumps(engine, sort_keys=True)), **arrays)
 
 
 def inspect_graph(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
@@ -110,7 +111,8 @@ def verify_tf(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
                 exact = stream(exact_model, data["windows"], *zero_state(arch))
                 delta = tf_features.max_abs_difference(data["samples"], arch)
                 with open(out / f"{name}.npz", "wb") as handle:
-                    np.savez(handle, features_max_abs=np.float64(delta), **outputs, **{"f64_" + k: v for k, v in exact.items()})
+                    arrays: Dict[str, Any] = {**outputs, **{"f64_" + k: v for k, v in exact.items()}}
+                    np.savez(handle, features_max_abs=np.float64(delta), **arrays)
     finally:
         model.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Dict
+from typing import Any, Dict
 
 import numpy as np
 
@@ -39,7 +39,7 @@ def check(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> N
     tolerance = tolerance_for(target.ir_precision, "f32", target.weight_compression)
     gate = fidelity({k[4:]: v for k, v in saved.items() if k.startswith("f64_")}, tf_outputs, outputs, tolerance)
     kernels = model.kernels()
-    summary = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": "f32",
+    summary: Dict[str, Any] = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": "f32",
                "windows": int(saved["windows"].shape[0]), "tolerance": tolerance,
                "ir_vs_f64": gate["ir_vs_f64"], "tf_vs_f64": gate["tf_vs_f64"], "worst_ratio": gate["worst_ratio"],
                "max_scaled": worst(report), "max_abs": max(entry["max_abs"] for entry in report.values()),
@@ -114,7 +114,7 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
     tolerance = tolerance_for(target.ir_precision, args.precision, target.weight_compression)
     exact = (target.ir_precision, target.weight_compression, args.precision) == ("FP32", "none", "f32")
     model = OVStreamingModel(layout.ir_xml, precision=args.precision)
-    files: Dict[str, Dict[str, object]] = {}
+    files: Dict[str, Dict[str, Any]] = {}
     logits: Dict[str, Dict[str, np.ndarray]] = {}
     for name, data in recorded_inputs(layout):
         with np.load(str(layout.verify_dir / "tf" / f"{name}.npz")) as saved:
@@ -131,7 +131,7 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
         report["features_max_abs_vs_tf_ops"] = features_max_abs
         report["passed"] = bool(report["passed"]) and features_max_abs <= FEATURES_TOLERANCE
         files[name], logits[name] = report, per_side
-    summary = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": args.precision,
+    summary: Dict[str, Any] = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": args.precision,
                "tolerance": tolerance, "features_tolerance": FEATURES_TOLERANCE, "isa": model.kernels(),
                "passed": all(entry["passed"] for entry in files.values()), "files": files}
     atomic.write_json(layout.verify_dir / "report.json", summary)

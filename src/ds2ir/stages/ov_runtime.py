@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ds2ir.model.architecture import INPUT_NODE, LOGITS, LSTM_FINAL_C, LSTM_FINA
 IR_OUTPUTS = {LOGITS: "logits", LSTM_FINAL_C: "state_c", LSTM_FINAL_H: "state_h"}
 
 
-def _output_key(names: set) -> str:
+def _output_key(names: Set[str]) -> str:
     for name in names:
         base = name[:-2] if name.endswith(":0") else name
         if base in IR_OUTPUTS:
@@ -43,7 +43,7 @@ def openvino_version() -> str:
     return str(openvino_api().get_version())
 
 
-def read_model(ir_xml: Path, core=None):  # type: ignore[no-untyped-def]
+def read_model(ir_xml: Path, core: Any = None) -> Any:  # an openvino.Core, an openvino.Model (untyped)
     """The IR as an openvino.Model (read by ``core``, a new Core by default), with a clear error when it is missing."""
     if not ir_xml.is_file() or not ir_xml.with_suffix(".bin").is_file():
         raise MissingInputError(f"The IR {ir_xml} (and its .bin) does not exist; run the convert stage ('invoke convert').")
@@ -132,7 +132,8 @@ class OVStreamingModel:
             PREVIOUS_STATE_C: state_c,
             PREVIOUS_STATE_H: state_h,
         })
-        return tuple(np.array(results[self._outputs[key]]) for key in ("logits", "state_c", "state_h"))  # type: ignore[return-value]
+        logits, new_c, new_h = (np.array(results[self._outputs[key]]) for key in ("logits", "state_c", "state_h"))
+        return logits, new_c, new_h
 
     def close(self) -> None:
         self._request = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def save(
     return find_prefix(directory)
 
 
-def single_thread_config():  # type: ignore[no-untyped-def]
+def single_thread_config() -> Any:  # a tf.ConfigProto (TensorFlow is imported only here)
     """A TF session config with one thread per pool: same op order, same bytes, every run."""
     import tensorflow.compat.v1 as tf
 

@@ -43,7 +43,7 @@ def _dense(name: str, x: tf.Tensor, units: int, relu_clip: float, *, relu: bool 
     return output
 
 
-def model_logits(x: tf.Tensor, lengths, initial_state: Optional[tf.nn.rnn_cell.LSTMStateTuple],  # type: ignore[no-untyped-def]
+def model_logits(x: tf.Tensor, lengths: tf.Tensor, initial_state: Optional[tf.nn.rnn_cell.LSTMStateTuple],
                  arch: Architecture, n_classes: int, *, lstm: str = "fused") -> Tuple[tf.Tensor, tf.nn.rnn_cell.LSTMStateTuple]:
     """DeepSpeech's layers over time-major rows ``x`` [T, window_width*n_input]: raw logits [T, 1, C] and the LSTM state.
 
@@ -64,7 +64,8 @@ def model_logits(x: tf.Tensor, lengths, initial_state: Optional[tf.nn.rnn_cell.L
     return tf.reshape(x, [-1, 1, n_classes]), state
 
 
-def _fused_lstm(x, lengths, initial_state, n_hidden):  # type: ignore[no-untyped-def]
+def _fused_lstm(x: tf.Tensor, lengths: tf.Tensor, initial_state: Optional[tf.nn.rnn_cell.LSTMStateTuple],
+                n_hidden: int) -> Tuple[tf.Tensor, tf.nn.rnn_cell.LSTMStateTuple]:
     """DeepSpeech's cell: one BlockLSTM op; its final state is gathered at ``lengths`` (GatherNd, GatherNd_1)."""
     from tensorflow.contrib.rnn import LSTMBlockFusedCell  # contrib loads slowly: only when building
 
@@ -74,7 +75,8 @@ def _fused_lstm(x, lengths, initial_state, n_hidden):  # type: ignore[no-untyped
         return cell(x, dtype=tf.float32, sequence_length=lengths, initial_state=initial_state)
 
 
-def _hoisted_lstm(x, lengths, initial_state, n_hidden):  # type: ignore[no-untyped-def]
+def _hoisted_lstm(x: tf.Tensor, lengths: tf.Tensor, initial_state: Optional[tf.nn.rnn_cell.LSTMStateTuple],
+                  n_hidden: int) -> Tuple[tf.Tensor, tf.nn.rnn_cell.LSTMStateTuple]:
     """The same cell unrolled over the window's static steps, reading the kernel's input half once.
 
     BlockLSTM computes [i, ci, f, o] = [x, h] W + b, c = sigmoid(f) c + sigmoid(i) tanh(ci),
@@ -90,6 +92,7 @@ def _hoisted_lstm(x, lengths, initial_state, n_hidden):  # type: ignore[no-untyp
     steps = int(x.shape[0])
     projected = tf.nn.bias_add(tf.matmul(tf.reshape(x, [steps, n_hidden]), kernel[:n_hidden]), bias)
     recurrent = kernel[n_hidden:]
+    assert initial_state is not None, "the hoisted cell runs only in the inference graph, which carries the state"
     c, h = initial_state
     outputs = []
     for t in range(steps):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ds2ir.errors import AudioError, ConfigError, MissingInputError
 from ds2ir.model import decode, features
-from ds2ir.model.architecture import Alphabet, Architecture
+from ds2ir.model.architecture import Alphabet, Architecture, model_variables
 from ds2ir.stages.freeze import checkpoint
 
 __all__ = ["DEFAULT_EPOCHS", "DEFAULT_LEARNING_RATE", "DEFAULT_N_HIDDEN", "TrainingResult",
@@ -127,7 +127,7 @@ def train_checkpoint(
     from ds2ir.stages.freeze.graph import model_logits
 
     n_classes = alphabet.n_classes
-    expected = checkpoint.model_variables(arch, n_classes)
+    expected = model_variables(arch, n_classes)
     start_values = checkpoint.glorot_variables(arch, n_classes, seed, bias_limit=0.0)
 
     graph = tf.Graph()
