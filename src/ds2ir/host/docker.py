@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from ds2ir.errors import CommandTimeoutError, ConfigError, ContainerError, DockerUnavailableError
+from ds2ir.errors import (
+    CommandError,
+    CommandTimeoutError,
+    ConfigError,
+    ContainerError,
+    DockerUnavailableError,
+    MissingInputError,
+)
 from ds2ir.host import digests, engines
 from ds2ir.runner import Runner, StrPath, quote
 
