@@ -23,6 +23,7 @@ SEED_GRAPH_NODES = {
     f"{LSTM}/GatherNd": "GatherNd", f"{LSTM}/GatherNd_1": "GatherNd", f"{LSTM}/BlockLSTM": "BlockLSTM",
     "metadata_version": "Const", "metadata_sample_rate": "Const", "metadata_feature_win_len": "Const",
     "metadata_feature_win_step": "Const", "metadata_beam_width": "Const", "metadata_alphabet": "Const",
+    "metadata_language": "Const", "raw_logits": "Reshape", "raw_logits/shape": "Const",
 }
 
 

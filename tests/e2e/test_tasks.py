@@ -22,7 +22,7 @@ from ds2ir.host.manifest import output_files
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.model.verify import tolerance_for
-from ds2ir.stages.convert import STAGING, mo_command
+from ds2ir.stages.convert import mo_command
 from tests._support.checkout import DATA, targets_file
 from tests._support.stages import run_stage
 from tests.e2e.helpers import PROJECT, invoke, last_json
@@ -63,7 +63,7 @@ def test_conversion_json_records_the_mo_command_and_openvino(space):
     target = TargetsFile.load(space.targets).target(TARGET)
     inside = ArtifactLayout(CONTAINER_ARTIFACTS, TARGET)
     assert conversion["converter"] == "mo"
-    assert conversion["command"] == mo_command(target, inside.frozen_graph, STAGING)
+    assert conversion["command"] == mo_command(target, inside.frozen_graph)
     assert "--compress_to_fp16=False" in conversion["command"]
     assert re.fullmatch(r"2024\.6\.\d+.*", conversion["openvino"]), conversion
 

@@ -9,7 +9,8 @@ from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.stages.convert import mo_arguments
 from tests._support.checkout import CHECKOUT, targets_file
 
-SEED_INPUT = "input_lengths->[16],input_node[1 16 19 26],previous_state_h[1 2048],previous_state_c[1 2048]"
+# as OpenVINO's DeepSpeech guide writes it (mo records the text in the IR)
+SEED_INPUT = "input_lengths->[16],input_node[1,16,19,26],previous_state_h[1,2048],previous_state_c[1,2048]"
 SEED_OUTPUT = (
     "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/GatherNd_1,"
     "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell/GatherNd,logits"
@@ -25,7 +26,7 @@ def test_mo_arguments_equal_the_seed_for_the_release_architecture():
 def test_mo_arguments_follow_the_architecture():
     args = mo_arguments(load_target(targets_file(), "synthetic-small"))
     assert args[args.index("--input") + 1] == (
-        "input_lengths->[16],input_node[1 16 19 26],previous_state_h[1 64],previous_state_c[1 64]"
+        "input_lengths->[16],input_node[1,16,19,26],previous_state_h[1,64],previous_state_c[1,64]"
     )
 
 
@@ -128,13 +129,42 @@ def test_alphabet_round_trip_and_serialization():
     assert Alphabet.parse(alphabet.to_text()) == alphabet
     blob = alphabet.serialize()
     assert int.from_bytes(blob[:2], "little") == 28
-    assert blob[2:7] == b"\x00\x00\x01\x00 "  # index 0, length 1, " "
+    assert blob[2:7] == b"\x1b\x00\x01\x00'"  # index 27, length 1, "'": ds_ctcdecoder's hash-table order
+    assert _entries(blob) == [(index, alphabet.labels[index]) for index in [*range(27, 12, -1), *range(13)]]
+
+
+def _entries(blob: bytes) -> list:
+    """(index, label) pairs of a serialized alphabet, in the order they are written."""
+    entries, offset = [], 2
+    for _ in range(int.from_bytes(blob[:2], "little")):
+        index, length = int.from_bytes(blob[offset:offset + 2], "little"), int.from_bytes(blob[offset + 2:offset + 4], "little")
+        entries.append((index, blob[offset + 4:offset + 4 + length].decode("utf-8")))
+        offset += 4 + length
+    assert offset == len(blob)
+    return entries
+
+
+@pytest.mark.parametrize("count, order", [
+    (1, [0]),
+    (13, list(range(12, -1, -1))),  # 13 buckets: every key first in the list as it comes
+    (14, [13, *range(13)]),  # growing to 29 buckets reverses the list, then 13 comes first
+    (30, [29, *range(12, -1, -1), *range(13, 29)]),  # 59 buckets: reversed again
+])
+def test_alphabet_order_is_libstdcxx_unordered_map_order(count, order):
+    # The orders ds_ctcdecoder 0.9.3's Alphabet::Serialize writes (tests/e2e/test_upstream_graph.py checks up to 65535).
+    alphabet = Alphabet(tuple(f"l{index}" for index in range(count)))
+    assert [index for index, _ in _entries(alphabet.serialize())] == order
 
 
 def test_alphabet_escaped_hash():
     alphabet = Alphabet.parse("# comment\n\\#\na\n")
     assert alphabet.labels == ("#", "a")
     assert Alphabet.parse(alphabet.to_text()) == alphabet
+
+
+def test_alphabet_lines_as_ds_ctcdecoder_reads_them():
+    # Empty lines are no labels, any line ending ends a line, and only a line "\#" is an escaped "#".
+    assert Alphabet.parse("a\r\n\nb\rc\n\n\\#x\n d").labels == ("a", "b", "c", "\\#x", " d")
 
 
 def test_layout_paths():

@@ -2,9 +2,10 @@
 and the variables a checkpoint must hold."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, NamedTuple, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from ds2ir.errors import ConfigError
 
@@ -22,6 +23,16 @@ LSTM_SCOPE = "cudnn_lstm/rnn/multi_rnn_cell/cell_0/cudnn_compatible_lstm_cell"
 # LSTMBlockFusedCell gathers the final cell state first (GatherNd), then the output (GatherNd_1).
 LSTM_FINAL_C = LSTM_SCOPE + "/GatherNd"
 LSTM_FINAL_H = LSTM_SCOPE + "/GatherNd_1"
+#: the Reshape of the last layer to [steps, batch, classes], which the softmax ``logits`` reads
+RAW_LOGITS = "raw_logits"
+#: ``metadata_language`` as DeepSpeech 0.8.2's and 0.9.3's exporters write it when --export_language is not
+#: given: that flag's default, its help text in angle brackets (util/flags.py, str_val_equals_help)
+EXPORT_LANGUAGE = (
+    '<language the model was trained on - IETF BCP 47 language tag including at least language, script and region '
+    'subtags. E.g. "en-Latn-UK" or "de-Latn-DE" or "cmn-Hans-CN". Include as much info as you can without loss of '
+    'precision. For example, if a model is trained on Scottish English, include the variant subtag: '
+    '"en-Latn-GB-Scotland".>'
+)
 # Mel filterbank channels of TF's Mfcc op (DeepSpeech keeps the default); n_input MFCCs come from them.
 MEL_CHANNELS = 40
 
@@ -72,13 +83,13 @@ class Alphabet:
 
     @classmethod
     def parse(cls, text: str, *, source: str = "alphabet") -> "Alphabet":
+        """Labels as ds_ctcdecoder's ``Alphabet::init`` reads them (native_client/alphabet.cc): a line
+        that is exactly ``\\#`` is ``#``, other lines starting with ``#`` and empty lines are skipped."""
         labels = []
-        for line in text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"):
-            if line.startswith("\\#"):
+        for line in re.split(r"\r\n|\r|\n", text):
+            if line == "\\#":
                 labels.append("#")
-            elif line.startswith("#"):
-                continue
-            else:
+            elif line and not line.startswith("#"):
                 labels.append(line)
         if not labels:
             raise ConfigError("the alphabet has no labels", file=source)
@@ -105,13 +116,85 @@ class Alphabet:
         return len(self.labels) + 1
 
     def serialize(self) -> bytes:
-        """The byte format of DeepSpeech's ``metadata_alphabet``: little-endian uint16 count,
-        then per label uint16 index, uint16 byte length, UTF-8 bytes."""
+        """DeepSpeech's ``metadata_alphabet``, byte for byte: little-endian uint16 count, then per
+        label uint16 index, uint16 byte length, UTF-8 bytes, in the order ds_ctcdecoder writes them.
+
+        DeepSpeech's exporter takes these bytes from ds_ctcdecoder's ``Alphabet::Serialize``,
+        which walks an ``std::unordered_map`` from index to label: the labels come out in that
+        map's iteration order (:func:`_unordered_map_order`), not by index. Readers (the
+        native client, ds_ctcdecoder's ``Deserialize``) key each label by its index, so the
+        order only matters for the graph's bytes.
+        """
         out = bytearray(len(self.labels).to_bytes(2, "little"))
-        for index, label in enumerate(self.labels):
-            encoded = label.encode("utf-8")
+        for index in _unordered_map_order(len(self.labels)):
+            encoded = self.labels[index].encode("utf-8")
             out += index.to_bytes(2, "little") + len(encoded).to_bytes(2, "little") + encoded
         return bytes(out)
+
+
+#: the bucket counts libstdc++'s std::unordered_map goes through while keys are inserted one at a time:
+#: 13 at the first insertion (room for 11), then, each time the elements would outnumber the buckets
+#: (max load factor 1), the first entry of its prime table (_Prime_rehash_policy) at least twice as large;
+#: the last one holds more keys than a uint16 count allows
+_LIBSTDCXX_BUCKET_COUNTS = (13, 29, 59, 127, 257, 541, 1109, 2357, 5087, 10273, 20753, 42043, 85229)
+
+
+def _unordered_map_order(count: int) -> List[int]:
+    """The order libstdc++ iterates an ``std::unordered_map<unsigned int, ...>`` filled with 0..count-1 in order.
+
+    Checked against ds_ctcdecoder 0.8.2 and 0.9.3 by tests/e2e/test_upstream_graph.py.
+    """
+    table = _UnorderedMap()
+    for key in range(count):
+        table.insert(key)
+    return list(table.keys())
+
+
+class _UnorderedMap:
+    """The keys of libstdc++'s hash table (GCC 7 and later), in the order its iterator visits them.
+
+    The table is one singly linked list, each bucket's nodes adjacent in it, and per
+    bucket the node before its first one; a key's bucket is the key modulo the bucket
+    count (std::hash of an integer is the integer). A new node goes first among its
+    bucket's nodes, or first in the list when its bucket is empty. Growing the table
+    walks the old list and places every node the same way.
+    """
+
+    _HEAD = -1
+
+    def __init__(self) -> None:
+        self._buckets = 0
+        self._next: Dict[int, Optional[int]] = {self._HEAD: None}
+        self._before: Dict[int, int] = {}  # bucket -> the node before its first node
+
+    def insert(self, key: int) -> None:
+        if len(self._next) > self._buckets:  # the elements, this one included, would outnumber the buckets
+            self._rehash(next(size for size in _LIBSTDCXX_BUCKET_COUNTS if size > self._buckets))
+        self._place(key)
+
+    def keys(self) -> Iterator[int]:
+        node = self._next[self._HEAD]
+        while node is not None:
+            yield node
+            node = self._next[node]
+
+    def _rehash(self, buckets: int) -> None:
+        keys = list(self.keys())
+        self._buckets, self._next, self._before = buckets, {self._HEAD: None}, {}
+        for key in keys:
+            self._place(key)
+
+    def _place(self, key: int) -> None:
+        bucket = key % self._buckets
+        before = self._before.get(bucket)
+        if before is None:
+            first = self._next[self._HEAD]
+            self._next[key], self._next[self._HEAD] = first, key
+            if first is not None:
+                self._before[first % self._buckets] = key
+            self._before[bucket] = self._HEAD
+        else:
+            self._next[key], self._next[before] = self._next[before], key
 
 
 class ModelVariable(NamedTuple):

@@ -1,8 +1,8 @@
 """Convert the frozen graph to an OpenVINO IR (convert image), with the image's converter.
 
 ``mo`` (Model Optimizer, needs TensorFlow in the image) records its command line in the
-IR's rt_info, so it always runs on the same in-container paths: the frozen graph at
-/artifacts/<target>/frozen/output_graph.pb and a fixed staging directory. ``tf-frontend``
+IR's rt_info, so it runs exactly the OpenVINO guide's command (no output directory or
+model name: the IR's .xml is the guide's, byte for byte) in a fixed staging directory. ``tf-frontend``
 drives OpenVINO's TensorFlow frontend directly, the steps mo takes for the same
 arguments, in an image without TensorFlow. ``ovc`` and ``convert-model`` are OpenVINO's
 public converters (2023.1+): they select among the frozen graph's own inputs and outputs
@@ -48,9 +48,9 @@ def mo_arguments(target: Target) -> List[str]:
     """
     arch = target.architecture
     n, w, f, h = arch.n_steps, arch.window_width, arch.n_input, arch.n_hidden
-    inputs = (
-        f"{INPUT_LENGTHS}->[{n}],{INPUT_NODE}[1 {n} {w} {f}],"
-        f"{PREVIOUS_STATE_H}[1 {h}],{PREVIOUS_STATE_C}[1 {h}]"
+    inputs = (  # written as the guide writes them: mo records this text in the IR's rt_info
+        f"{INPUT_LENGTHS}->[{n}],{INPUT_NODE}[1,{n},{w},{f}],"
+        f"{PREVIOUS_STATE_H}[1,{h}],{PREVIOUS_STATE_C}[1,{h}]"
     )
     return [
         "--input", inputs,
@@ -59,15 +59,15 @@ def mo_arguments(target: Target) -> List[str]:
     ]
 
 
-def mo_command(target: Target, frozen_graph: Path, output_dir: Path) -> List[str]:
-    """The Model Optimizer command line: the seed's --input/--output, computed per target."""
-    return [
-        "mo",
-        "--input_model", str(frozen_graph),
-        *mo_arguments(target),
-        "--output_dir", str(output_dir),
-        "--model_name", MODEL_NAME,
-    ]
+def mo_command(target: Target, frozen_graph: Path) -> List[str]:
+    """The OpenVINO guide's Model Optimizer command line, its --input/--output computed per target.
+
+    Nothing more: mo records every argument it is given in the IR's rt_info, so an
+    ``--output_dir`` or ``--model_name`` would make our .xml differ from the guide's. mo
+    writes into the directory it runs in (:func:`convert` runs it in :data:`STAGING`) and
+    names the IR after the graph, output_graph.pb -> :data:`MODEL_NAME`.
+    """
+    return ["mo", "--input_model", str(frozen_graph), *mo_arguments(target)]
 
 
 #: the frozen graph's own outputs that carry the IR's outputs (Identity nodes over the LSTM's final c and h):
@@ -233,8 +233,9 @@ def convert(target: Target, layout: ArtifactLayout, runner: Runner) -> Dict[str,
     elif converter in ("ovc", "convert-model"):
         record = public_conversion(target, layout.frozen_graph, STAGING, runner)
     else:
-        command = mo_command(target, layout.frozen_graph, STAGING)
-        runner.run(command, step="model optimizer")
+        command = mo_command(target, layout.frozen_graph)
+        STAGING.mkdir(parents=True)
+        runner.run(command, step="model optimizer", cwd=STAGING)
         record = {"command": command}
     if target.weight_compression == "int8":
         record["weight_compression"] = compress_weights_int8(STAGING / (MODEL_NAME + ".xml"))

@@ -3,9 +3,11 @@
 Facts from DeepSpeech v0.8.2 ``train.py`` (create_model, create_inference_graph,
 export): three clipped-ReLU dense layers over a [n_steps, 2*n_context+1, n_input]
 window, an LSTMBlockFusedCell named like the CuDNN-compatible cell, a fourth dense
-layer, a linear output layer, softmax ``logits``, the new LSTM state, the
-``input_samples -> mfccs`` feature subgraph and the ``metadata_*`` constants the native
-client reads. Only imported where TensorFlow 1.15 is installed (the freeze image).
+layer, a linear output layer reshaped as ``raw_logits``, softmax ``logits``, the new
+LSTM state, the ``input_samples -> mfccs`` feature subgraph and the ``metadata_*``
+constants, with ``metadata_language`` at the exporter's default. The same nodes, names,
+attributes and order as DeepSpeech.py --export_dir writes (tests/e2e/test_upstream_graph.py).
+Only imported where TensorFlow 1.15 is installed (the freeze image).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Dict, Optional, Tuple
 import tensorflow.compat.v1 as tf
 
 from ds2ir.model.architecture import (
+    EXPORT_LANGUAGE,
     INPUT_LENGTHS,
     INPUT_NODE,
     INPUT_SAMPLES,
@@ -26,6 +29,7 @@ from ds2ir.model.architecture import (
     NEW_STATE_H,
     PREVIOUS_STATE_C,
     PREVIOUS_STATE_H,
+    RAW_LOGITS,
     Alphabet,
     Architecture,
 )
@@ -34,7 +38,8 @@ tf.logging.set_verbosity(tf.logging.ERROR)  # TF 1.15's deprecation notices are 
 
 
 def _dense(name: str, x: tf.Tensor, units: int, relu_clip: float, *, relu: bool = True) -> tf.Tensor:
-    with tf.variable_scope(name):
+    # DeepSpeech places these variables on the CPU (variable_on_cpu): their frozen reads keep the device.
+    with tf.variable_scope(name), tf.device("/cpu:0"):
         bias = tf.get_variable("bias", [units], initializer=tf.zeros_initializer())
         weights = tf.get_variable("weights", [x.shape[-1], units], initializer=tf.glorot_uniform_initializer())
     output = tf.nn.bias_add(tf.matmul(x, weights), bias)
@@ -61,7 +66,7 @@ def model_logits(x: tf.Tensor, lengths: tf.Tensor, initial_state: Optional[tf.nn
     x = tf.reshape(output, [-1, arch.n_hidden])
     x = _dense("layer_5", x, arch.n_hidden, arch.relu_clip)
     x = _dense("layer_6", x, n_classes, arch.relu_clip, relu=False)
-    return tf.reshape(x, [-1, 1, n_classes]), state
+    return tf.reshape(x, [-1, 1, n_classes], name=RAW_LOGITS), state
 
 
 def _fused_lstm(x: tf.Tensor, lengths: tf.Tensor, initial_state: Optional[tf.nn.rnn_cell.LSTMStateTuple],
@@ -137,7 +142,6 @@ def build_inference_graph(arch: Architecture, alphabet: Alphabet, *, lstm: str =
     x = tf.reshape(tf.transpose(window, perm=[1, 0, 2, 3]), [-1, arch.window_width * arch.n_input])
     raw_logits, state = model_logits(x, lengths, tf.nn.rnn_cell.LSTMStateTuple(previous_c, previous_h), arch, n_classes,
                                      lstm=lstm)
-    raw_logits = tf.identity(raw_logits, name="raw_logits")
 
     outputs = {
         LOGITS: tf.nn.softmax(raw_logits, name=LOGITS),
@@ -155,4 +159,5 @@ def build_inference_graph(arch: Architecture, alphabet: Alphabet, *, lstm: str =
     for name, value in metadata.items():
         outputs[name] = tf.constant([value], name=name)
     outputs["metadata_alphabet"] = tf.constant([alphabet.serialize()], name="metadata_alphabet")
+    outputs["metadata_language"] = tf.constant([EXPORT_LANGUAGE.encode("utf-8")], name="metadata_language")
     return outputs
