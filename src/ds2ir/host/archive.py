@@ -14,13 +14,14 @@ from __future__ import annotations
 import bz2
 import collections
 import gzip
+import io
 import lzma
 import os
 import shutil
 import tarfile
 import zlib
 from pathlib import Path
-from typing import IO, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 from ds2ir.atomic import atomic_dir
 from ds2ir.errors import ArchiveError, UnsafeArchiveError
@@ -39,7 +40,7 @@ MAX_PAX_RECORDS = 256
 # Header type flags as tarfile reads them: extended headers, and members followed by data.
 _EXTENDED_HEADERS = {b"x": "PAX", b"g": "PAX global", b"X": "PAX", b"L": "GNU long name", b"K": "GNU long link name"}
 _NO_DATA = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, directories, fifos: size ignored
-_DECOMPRESSORS: Dict[bytes, Callable[[str], IO[bytes]]] = {
+_DECOMPRESSORS: Dict[bytes, Callable[[str], io.BufferedIOBase]] = {  # GzipFile, BZ2File, LZMAFile
     b"\x1f\x8b": lambda path: gzip.open(path, "rb"),
     b"BZh": lambda path: bz2.open(path, "rb"),
     b"\xfd7zXZ\x00": lambda path: lzma.open(path, "rb"),
@@ -125,7 +126,7 @@ def check_stream(archive: Path, *, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTE
 class _HeaderWalk:
     """Reads a tar stream header by header the way tarfile lays it out, checking each first."""
 
-    def __init__(self, archive: Path, stream: IO[bytes], max_total_bytes: int, where: str):
+    def __init__(self, archive: Path, stream: io.BufferedIOBase, max_total_bytes: int, where: str):
         self.archive = archive
         self.stream = stream
         self.max_total_bytes = max_total_bytes

@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 from ds2ir import atomic
 from ds2ir.host.build import Builder
@@ -147,7 +147,7 @@ class Bench:
         settings_rows = [summarize(raw[key], arch, n_classes, bandwidth)._replace(engine=label)
                          for key, label in settings.items()]
         host = cpu.describe()
-        machine = {"cpu": host["model"], "vector_extensions": host["vector_extensions"], "cores": os.cpu_count(),
+        machine: Dict[str, Any] = {"cpu": host["model"], "vector_extensions": host["vector_extensions"], "cores": os.cpu_count(),
                    "memory_gib": round(memory_gib(Path("/proc/meminfo").read_text()), 1),
                    "load_at_start": float(memory["sweeps"][0]["load"])}
         builders = [self.builder, *self.variants]

@@ -14,7 +14,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from ds2ir.errors import (
     CommandError,
@@ -23,9 +23,10 @@ from ds2ir.errors import (
     ContainerError,
     DockerUnavailableError,
     MissingInputError,
+    quote,
 )
 from ds2ir.host import digests, engines
-from ds2ir.runner import Runner, StrPath, quote
+from ds2ir.runner import Runner, StrPath
 
 OFFLINE_PREFIX = "ds2ir-offline/"
 # Containers carry the artifacts directory they write and the PID of the process that started
@@ -84,13 +85,13 @@ class Docker:
         """The engine the user chose ($DS2IR_ENGINE: docker or podman), else Docker (Podman where only it is installed)."""
         return cls(runner, executable=engines.choose_executable())
 
-    def call(self, argv: Sequence[StrPath], *, step: str, timeout: Optional[float] = None, **options: object) -> str:
+    def call(self, argv: Sequence[StrPath], *, step: str, timeout: Optional[float] = None, **options: Any) -> str:
         """Run a Docker command that is not a stage's own run, within ``timeout`` (default: self.timeout).
 
         Past it, the command is killed and a DockerUnavailableError names the engine."""
         limit = self.timeout if timeout is None else timeout
         try:
-            return self.runner.run(argv, step=step, timeout=limit, **options)  # type: ignore[arg-type]
+            return self.runner.run(argv, step=step, timeout=limit, **options)  # Runner.run's keyword options
         except CommandTimeoutError as exc:
             raise DockerUnavailableError(
                 f"The Docker engine ({self.engine()}) did not finish '{quote(argv)}' within {limit:g} s, so it was "
@@ -213,8 +214,8 @@ class Docker:
         argv += ["--entrypoint", entrypoint] if entrypoint else []
         argv += [image, *args]
 
-        def container_error(**kwargs: object) -> ContainerError:
-            return ContainerError(image=image, **kwargs)  # type: ignore[arg-type]  # the runner passes the rest
+        def container_error(**kwargs: Any) -> ContainerError:  # step, command, exit_code, log_tail: from the runner
+            return ContainerError(image=image, **kwargs)
 
         try:
             return self.runner.run(argv, step=step, error=container_error, capture=capture, timeout=timeout)

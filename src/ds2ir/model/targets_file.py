@@ -7,7 +7,7 @@ import re
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -242,7 +242,7 @@ class TargetsFile:
         return value
 
     def _choice(self, raw: Mapping[str, Any], name: str, allowed: Tuple[str, ...], key: str) -> str:
-        value = self._get(raw, name, str, key)
+        value: str = self._get(raw, name, str, key)
         if value not in allowed:
             raise ConfigError(f"must be one of {', '.join(allowed)}, got '{value}'", file=self.source, key=f"{key}.{name}")
         return value
@@ -287,7 +287,7 @@ class TargetsFile:
     def _platform(self, raw: Mapping[str, Any], key: str) -> str:
         if "platform" not in raw:
             return DEFAULT_PLATFORM
-        value = self._get(raw, "platform", str, key)
+        value: str = self._get(raw, "platform", str, key)
         if not PLATFORM_PATTERN.fullmatch(value):
             raise ConfigError(f"must be a platform like {DEFAULT_PLATFORM} or linux/arm64, got {value!r}", file=self.source,
                               key=f"{key}.platform")
@@ -334,7 +334,7 @@ class TargetsFile:
         )
 
     def _url(self, raw: Mapping[str, Any], name: str, key: str) -> str:
-        url = self._get(raw, name, str, key)
+        url: str = self._get(raw, name, str, key)
         if not _URL.fullmatch(url):
             raise ConfigError(f"must be an http(s) URL without spaces or control characters, got {url!r}",
                               file=self.source, key=f"{key}.{name}")
@@ -363,7 +363,7 @@ class TargetsFile:
         return image
 
 
-def _check_keys(raw: Mapping[str, Any], allowed: set, source: str, key: str) -> None:
+def _check_keys(raw: Mapping[str, Any], allowed: AbstractSet[str], source: str, key: str) -> None:
     for name in raw:
         if name not in allowed:
             hint = difflib.get_close_matches(name, allowed, n=1)
