@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -14,7 +15,7 @@ from ds2ir.host import docker as docker_module
 from ds2ir.host import launch, testcoverage
 from ds2ir.host.compose import exit_codes
 from ds2ir.host.docker import Docker
-from ds2ir.host.images import available_base_image, build_stage_image, ensure_stage_image, stage_image_tag
+from ds2ir.host.images import available_base_image, build_stage_image, ensure_stage_image, image_inputs, stage_image_tag
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner
 from tests._support.checkout import targets_file
@@ -32,6 +33,7 @@ class Recorder(Runner):
         self.answers, self.failing, self.probes = answers or {}, failing, probes
         self.calls: List[Dict[str, object]] = []
         self.probed: List[List[str]] = []
+        self.probe_timeouts: List[Optional[float]] = []
 
     def run(self, argv, *, step, error=CommandError, **options):  # type: ignore[override]
         argv = [str(a) for a in argv]
@@ -43,6 +45,7 @@ class Recorder(Runner):
 
     def succeeds(self, argv, *, timeout=None):  # type: ignore[override]
         self.probed.append([str(a) for a in argv])
+        self.probe_timeouts.append(timeout)
         return any(" ".join(map(str, argv)).startswith(prefix) for prefix in self.probes)
 
 
@@ -239,3 +242,48 @@ def test_preflight_says_why_the_engine_does_not_answer(monkeypatch, answer, host
     with pytest.raises(DockerUnavailableError, match=re.escape(expected)):
         Docker(Refusing()).preflight()
     assert Docker(Recorder(answers={"docker version": " 20.10.5\n"})).preflight() == "20.10.5"
+
+
+def test_a_stage_streams_its_output_unless_asked_and_creates_a_missing_artifacts_tree(tmp_path):
+    runner = Recorder()
+    artifacts = tmp_path / "a" / "b" / "artifacts"
+    run_stage(Docker(runner, timeout=9.0), step="s", image="i", args=["a"], artifacts=artifacts, targets=tmp_path / "t")
+    assert artifacts.is_dir() and runner.calls[0]["capture"] is False and runner.probe_timeouts == [9.0]
+
+
+def test_under_invoke_test_coverage_a_stage_gets_the_coverage_mounts(tmp_path, monkeypatch):
+    monkeypatch.setenv(testcoverage.ENV, str(tmp_path / "cov"))
+    runner = Recorder()
+    run_stage(Docker(runner), step="s", image="i", args=["a"], artifacts=tmp_path, targets=tmp_path / "t")
+    argv = runner.calls[0]["argv"]
+    options = testcoverage.container_options(tmp_path / "cov")
+    assert argv[:3] == ["docker", "run", "--rm"] and argv[-len(options) - 2:] == [*options, "i", "a"]
+
+
+UPSTREAM = load_target(targets_file(), "deepspeech-0.8.2-upstream").freeze_image  # has constraints and a source archive
+
+
+@pytest.fixture
+def upstream_project(tmp_path: Path) -> Path:
+    """The files the upstream image is built from."""
+    project = tmp_path / "project"
+    for name in ("pyproject.toml", UPSTREAM.dockerfile, UPSTREAM.lock, UPSTREAM.constraints):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(str(PROJECT / name), str(project / name))
+    shutil.copytree(str(PROJECT / "src"), str(project / "src"), ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return project
+
+
+def test_the_tag_of_an_image_installing_a_source_archive_follows_the_archive_and_the_constraints(tmp_path, upstream_project):
+    source = tmp_path / "v0.8.2.tar.gz"
+    source.write_bytes(b"the source archive")
+    engine = Docker(Recorder())
+    tag = stage_image_tag(engine, UPSTREAM, "base", upstream_project, source=source)
+    assert re.fullmatch(rf"ds2ir/{UPSTREAM.name}:[0-9a-f]{{12}}", tag)
+    assert upstream_project / UPSTREAM.constraints in image_inputs(UPSTREAM, upstream_project)
+    source.write_bytes(b"another source archive")
+    other_source = stage_image_tag(engine, UPSTREAM, "base", upstream_project, source=source)
+    with open(upstream_project / UPSTREAM.constraints, "a") as handle:
+        handle.write("# changed\n")
+    other_constraints = stage_image_tag(engine, UPSTREAM, "base", upstream_project, source=source)
+    assert len({tag, other_source, other_constraints}) == 3
