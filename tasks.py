@@ -22,7 +22,7 @@ from ds2ir.host.compose import compose_environment, exit_codes, render_env_file,
 from ds2ir.host.docker import Docker
 from ds2ir.host.project import DEFAULTS, Project
 from ds2ir.host.recordings import default_recordings
-from ds2ir.model.targets import Target
+from ds2ir.model.targets import VARIANT_SEPARATOR, Target
 from ds2ir.model.targets_file import load_target
 from ds2ir.runner import Runner, quote
 
@@ -39,6 +39,8 @@ HELP = {
     "offline": "never touch the network: release assets must be in the cache (see `invoke fetch --import`)",
     "trust_on_first_use": "accept and record in assets.lock.toml the digest of an asset the lock does not know",
     "model": "your own memory-mapped model (.pbmm) for a target with checkpoint = \"pbmm\" (e.g. deepspeech-0.8.2-pbmm)",
+    "variant": "one of the target's variants (its `variants` in targets.toml, e.g. int8; default: the target's own)",
+    "all_variants": "the target's default variant, then each of its other variants (docs/variants.md)",
 }
 
 
@@ -46,7 +48,7 @@ def _help(*names: str) -> dict:
     return {name: HELP[name] for name in names}
 
 
-BUILD_HELP = _help("target", "artifacts", "force", "dry_run", "debug", "offline", "trust_on_first_use")
+BUILD_HELP = _help("target", "variant", "artifacts", "force", "dry_run", "debug", "offline", "trust_on_first_use")
 
 
 @contextlib.contextmanager
@@ -78,89 +80,108 @@ def _no_dry_run(c: Context, task: str, instead: str) -> None:
         raise Exit(f"ds2ir: error: 'invoke {task}' has no dry run, so 'invoke --dry {task}' ran nothing; {instead}", code=2)
 
 
+def _variants(project: Project, target: Optional[str], variant: Optional[str] = None,
+              all_variants: bool = False) -> List[Target]:
+    """The target as chosen: its default variant, the one --variant names, or (--all-variants) each of them."""
+    targets = project.targets_file()
+    chosen = targets.target(target)
+    if all_variants and variant:
+        raise ConfigError("--variant and --all-variants exclude each other; pass one of them.")
+    names = chosen.variants if all_variants else [variant] if variant else []
+    return [targets.target(f"{chosen.name}{VARIANT_SEPARATOR}{name}") for name in names] or [chosen]
+
+
 def _builder(project: Project, target: Optional[str], force: bool = False, dry_run: bool = False,
-             offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> builds.Builder:
+             offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None,
+             variant: Optional[str] = None, chosen: Optional[Target] = None) -> builds.Builder:
+    """A Builder of the target (of its ``variant``, or of ``chosen``, one of its variants)."""
     docker = Docker.from_environment(Runner(dry_run=dry_run))
-    return builds.Builder(project.target(target), project=project, docker=docker, force=force,
+    return builds.Builder(chosen or _variants(project, target, variant)[0], project=project, docker=docker, force=force,
                           offline=offline, trust_on_first_use=trust_on_first_use,
                           model=Path(model).resolve() if model else None)
 
 
-def _variants_of(project: Project, target: Target) -> List[Target]:
-    """The other variants of a target in targets.toml (docs/variants.md)."""
-    return project.targets_file().variants_of(target)
-
-
 def _build(c: Context, target: Optional[str], artifacts: Optional[str], force: bool, dry_run: bool, debug: bool,
-           until: str, offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None) -> None:
+           until: str, offline: bool = False, trust_on_first_use: bool = False, model: Optional[str] = None,
+           variant: Optional[str] = None, all_variants: bool = False) -> List[builds.Builder]:
+    """Build the chosen variants one after another: the stages they share run once (their stamps are shared)."""
     with user_errors(debug):
-        builder = _builder(_project(c, artifacts), target, force, dry_run, offline, trust_on_first_use, model)
-        timings = builder.build(until=until)
-        ran = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) or "nothing (all up to date)"
-        print(f"[{builder.target.name}] ran: {ran}; outputs in {builder.layout.target_dir}")
+        project = _project(c, artifacts)
+        builders = builds.share_runs([_builder(project, target, force, dry_run, offline, trust_on_first_use, model,
+                                               chosen=chosen) for chosen in _variants(project, target, variant, all_variants)])
+        for builder in builders:
+            timings = builder.build(until=until)
+            ran = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()) or "nothing (all up to date)"
+            print(f"[{builder.target.label}] ran: {ran}; outputs in {builder.layout.variant_dir}")
+        return list(builders)
 
 
-@task(default=True, help={**BUILD_HELP, **_help("check", "model")})
-def build(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
-          dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False,
-          check: bool = False, model: Optional[str] = None) -> None:
+@task(default=True, help={**BUILD_HELP, **_help("check", "model", "all_variants")})
+def build(c: Context, target: Optional[str] = None, variant: Optional[str] = None, all_variants: bool = False,
+          artifacts: Optional[str] = None, force: bool = False, dry_run: bool = False, debug: bool = False,
+          offline: bool = False, trust_on_first_use: bool = False, check: bool = False, model: Optional[str] = None) -> None:
     """Build the target end to end: checkpoint (or .pbmm), freeze, convert, IR-vs-TF check (skips what is up to date)."""
     dry_run = _dry(c, dry_run)
-    _build(c, target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use, model)
+    builders = _build(c, target, artifacts, force or check, dry_run, debug, "check", offline, trust_on_first_use, model,
+                      variant, all_variants)
     if check and not dry_run:
         with user_errors(debug):
-            project = _project(c, artifacts)
-            builder = _builder(project, target)
-            manifest.check_outputs(project.outputs_lock, builder.target.name, builder.output_hashes())
-            print(f"[{builder.target.name}] outputs are bit-identical to {project.outputs_lock.name}")
+            lock = _project(c, artifacts).outputs_lock
+            for builder in builders:
+                manifest.check_outputs(lock, builder.target.label, builder.output_hashes())
+                print(f"[{builder.target.label}] outputs are bit-identical to {lock.name}")
 
 
-@task(name="lock-outputs", help=_help("target", "artifacts", "debug"))
-def lock_outputs(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False) -> None:
+@task(name="lock-outputs", help=_help("target", "variant", "artifacts", "debug"))
+def lock_outputs(c: Context, target: Optional[str] = None, variant: Optional[str] = None, artifacts: Optional[str] = None,
+                 debug: bool = False) -> None:
     """Record the target's current output hashes in outputs.lock.json (what `build --check` expects)."""
     _no_dry_run(c, "lock-outputs", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
         project = _project(c, artifacts)
-        builder = _builder(project, target)
+        builder = _builder(project, target, variant=variant)
         builder.build()
-        manifest.lock_outputs(project.outputs_lock, builder.target.name, builder.output_hashes())
-        print(f"[{builder.target.name}] recorded {len(builder.output_hashes())} output hashes in {project.outputs_lock.name}")
+        manifest.lock_outputs(project.outputs_lock, builder.target.label, builder.output_hashes())
+        print(f"[{builder.target.label}] recorded {len(builder.output_hashes())} output hashes in {project.outputs_lock.name}")
 
 
 @task(help=BUILD_HELP)
-def freeze(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
-           dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
+def freeze(c: Context, target: Optional[str] = None, variant: Optional[str] = None, artifacts: Optional[str] = None,
+           force: bool = False, dry_run: bool = False, debug: bool = False, offline: bool = False,
+           trust_on_first_use: bool = False) -> None:
     """Run the stages up to the frozen graph (artifacts/<target>/frozen/output_graph.pb)."""
-    _build(c, target, artifacts, force, _dry(c, dry_run), debug, "freeze", offline, trust_on_first_use)
+    _build(c, target, artifacts, force, _dry(c, dry_run), debug, "freeze", offline, trust_on_first_use, variant=variant)
 
 
 @task(help=BUILD_HELP)
-def convert(c: Context, target: Optional[str] = None, artifacts: Optional[str] = None, force: bool = False,
-            dry_run: bool = False, debug: bool = False, offline: bool = False, trust_on_first_use: bool = False) -> None:
-    """Run the stages up to the IR (artifacts/<target>/ir/output_graph.{xml,bin})."""
-    _build(c, target, artifacts, force, _dry(c, dry_run), debug, "convert", offline, trust_on_first_use)
+def convert(c: Context, target: Optional[str] = None, variant: Optional[str] = None, artifacts: Optional[str] = None,
+            force: bool = False, dry_run: bool = False, debug: bool = False, offline: bool = False,
+            trust_on_first_use: bool = False) -> None:
+    """Run the stages up to the IR (artifacts/<target>/ir/output_graph.{xml,bin}; a variant's under variants/<variant>/)."""
+    _build(c, target, artifacts, force, _dry(c, dry_run), debug, "convert", offline, trust_on_first_use, variant=variant)
 
 
-@task(iterable=["audio"], help={**_help("target", "artifacts", "debug"),
+@task(iterable=["audio"], help={**_help("target", "variant", "artifacts", "debug"),
                                 "audio": "a WAV file (repeatable; default: the recordings in data/, else a test signal)",
                                 "precision": "OpenVINO inference precision: f32 (default) or bf16",
-                                "variants": "also verify every variant of the target (docs/variants.md) and compare them"})
-def verify(c: Context, target: Optional[str] = None, audio: Optional[list] = None, precision: str = "f32",
-           variants: bool = False, artifacts: Optional[str] = None, debug: bool = False) -> None:
+                                "all_variants": "verify every variant of the target (docs/variants.md) and compare them"})
+def verify(c: Context, target: Optional[str] = None, variant: Optional[str] = None, audio: Optional[list] = None,
+           precision: str = "f32", all_variants: bool = False, artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Prove the IR: stream real audio through IR and TF with carried state, compare, decode; writes verify/report.{json,png}."""
     _no_dry_run(c, "verify", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
         project = _project(c, artifacts)
-        builder = _builder(project, target)
+        builders = builds.share_runs([_builder(project, target, chosen=chosen)
+                                      for chosen in _variants(project, target, variant, all_variants)])
+        builder = builders[0]
         recordings = ([Path(a) for a in audio] if audio else
                       default_recordings(project.recordings, builder.layout, builder.target.architecture))
-        if variants:
-            others = [_builder(project, variant.name) for variant in _variants_of(project, builder.target)]
-            comparison = applications.verify_variants([builder, *others], recordings, precision)
+        if all_variants:
+            comparison = applications.verify_variants(builders, recordings, precision)
             print(comparison.read_text(), end="")
             return
         report = applications.verify(builder, recordings, precision)
-        print(f"[{builder.target.name}] verified {len(recordings)} recording(s) at {precision}: {report}")
+        print(f"[{builder.target.label}] verified {len(recordings)} recording(s) at {precision}: {report}")
 
 
 def _number(option: str, value: Optional[str]) -> Optional[float]:
@@ -171,7 +192,7 @@ def _number(option: str, value: Optional[str]) -> Optional[float]:
         raise ConfigError(f"--{option} must be a number, got '{value}'") from exc
 
 
-@task(help={**_help("target", "artifacts", "debug"), "device": "OpenVINO device (default: CPU)",
+@task(help={**_help("target", "variant", "artifacts", "debug"), "device": "OpenVINO device (default: CPU)",
             "precision": "OpenVINO inference precision: f32 (default) or bf16",
             "scorer": "a DeepSpeech .scorer: beam search with its language model; 'release': the release's own scorer, "
                       "fetched into the cache and verified",
@@ -179,14 +200,16 @@ def _number(option: str, value: Optional[str]) -> Optional[float]:
             "beam_width": "beam search with this width (default with --scorer: the model's metadata_beam_width, 500)",
             "lm_alpha": "language model weight (with --lm-beta; default: the scorer's)",
             "lm_beta": "word insertion weight (with --lm-alpha; default: the scorer's)"})
-def transcribe(c: Context, audio: str, target: Optional[str] = None, device: str = "CPU", precision: str = "f32",
+def transcribe(c: Context, audio: str, target: Optional[str] = None, variant: Optional[str] = None, device: str = "CPU",
+               precision: str = "f32",
                scorer: Optional[str] = None, beam_width: int = 0, lm_alpha: Optional[str] = None,
                lm_beta: Optional[str] = None, artifacts: Optional[str] = None, debug: bool = False,
                offline: bool = False, trust_on_first_use: bool = False) -> None:
     """Transcribe a WAV file with the IR in the app image (greedy CTC, or beam search) and print the real-time factor."""
     _no_dry_run(c, "transcribe", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
-        builder = _builder(_project(c, artifacts), target, offline=offline, trust_on_first_use=trust_on_first_use)
+        builder = _builder(_project(c, artifacts), target, offline=offline, trust_on_first_use=trust_on_first_use,
+                           variant=variant)
         scorer_file = builder.release_scorer() if scorer == "release" else Path(scorer).resolve() if scorer else None
         print(applications.transcribe(
             builder, Path(audio).resolve(), device=device, precision=precision, scorer=scorer_file,
@@ -233,8 +256,8 @@ def bench(c: Context, target: Optional[str] = None, audio: Optional[str] = None,
     _no_dry_run(c, "bench", "'invoke build --dry-run' prints what its build would run.")
     with user_errors(debug):
         project = _project(c, artifacts)
-        builder = _builder(project, target)
-        variants = [_builder(project, variant.name) for variant in _variants_of(project, builder.target)]
+        builder, *variants = builds.share_runs([_builder(project, target, chosen=chosen)
+                                                for chosen in _variants(project, target, all_variants=True)])
         recording = (Path(audio) if audio else
                      default_recordings(project.recordings, builder.layout, builder.target.architecture)[0])
         report = Bench(builder, variants=variants, audio=recording.resolve(), repeat=repeat, cold=cold).run()
@@ -356,24 +379,29 @@ def compose_env(c: Context, debug: bool = False) -> None:
         print(f"wrote {project.root / '.env'}")
 
 
-@task(iterable=["targets"], help={"targets": "a target to build (repeatable; default: `matrix` in targets.toml)",
+@task(iterable=["targets"], help={"targets": "a target to build, or TARGET@VARIANT (repeatable; default: `matrix` in targets.toml)",
+                                  "all_variants": "each target's every variant, a cell each",
                                   "list_": "print the cells instead of building them", "format_": "of --list: text or github",
                                   "check": "also fail a cell whose outputs differ from outputs.lock.json (where locked)",
                                   "jobs": "cells built side by side (default 1); each logs to matrix/logs/<target>.log",
                                   **_help("artifacts", "force", "debug")})
 def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] = None, force: bool = False,
-           list_: bool = False, format_: str = "text", check: bool = False, jobs: int = 1, debug: bool = False) -> None:
+           list_: bool = False, format_: str = "text", check: bool = False, jobs: int = 1, all_variants: bool = False,
+           debug: bool = False) -> None:
     """Build a set of targets, then tabulate versions, image sizes, times, IR hashes, IR-vs-TF error and IR loads."""
     with user_errors(debug):
         project = _project(c, artifacts)
         chosen = project.targets_file()
         cells = [chosen.target(name) for name in (targets or chosen.matrix)]
+        if all_variants:
+            cells = list({variant.label: variant for cell in cells for variant in
+                          (chosen.target(f"{cell.name}{VARIANT_SEPARATOR}{name}") for name in cell.variants)}.values())
         if not list_:
             _no_dry_run(c, "matrix", "'invoke matrix --list' prints its cells; 'invoke build --dry-run --target T' what one would run.")
         if list_:
             if format_ not in ("text", "github"):
                 raise ConfigError(f"--format must be text or github, not '{format_}'.")
-            print(matrices.github_matrix(cells) if format_ == "github" else "\n".join(t.name for t in cells))
+            print(matrices.github_matrix(cells) if format_ == "github" else "\n".join(t.label for t in cells))
             return
         root = project.artifacts
         docker = Docker.from_environment(Runner())

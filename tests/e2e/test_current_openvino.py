@@ -8,10 +8,11 @@ import pytest
 
 from ds2ir.host.manifest import LOCK_FILE_NAME
 from ds2ir.model.layout import ArtifactLayout
-from tests._support.checkout import CHECKOUT
+from ds2ir.model.targets_file import load_target
+from tests._support.checkout import CHECKOUT, targets_file
 from tests.e2e.helpers import invoke, last_json, stage_command
 
-CELLS = ("synthetic-small-ovc", "synthetic-small-convert-model", "synthetic-small-int8-ov2026.4", "synthetic-small-ov2026.4")
+CELLS = ("synthetic-small-ovc", "synthetic-small-convert-model", "synthetic-small-ov2026.4@int8", "synthetic-small-ov2026.4")
 WAV = CHECKOUT / "data" / "LDC93S1.wav"
 
 
@@ -50,11 +51,11 @@ def test_the_public_converters_ir_has_the_guides_interface(matrix, docker):
 
 def test_int8_uses_the_current_nncf(matrix):
     artifacts, result = matrix
-    layout = ArtifactLayout(artifacts, "synthetic-small-int8-ov2026.4")
+    layout = ArtifactLayout.of(artifacts, load_target(targets_file(), "synthetic-small-ov2026.4@int8"))
     record = json.loads((layout.ir_dir / "conversion.json").read_text())
     assert record["weight_compression"] == {"library": "nncf", "version": "3.4.0", "mode": "INT8_ASYM"}
     assert 'element_type="u8"' in layout.ir_xml.read_text()
-    cell = next(cell for cell in result["cells"] if cell["target"] == "synthetic-small-int8-ov2026.4")
+    cell = next(cell for cell in result["cells"] if cell["target"] == "synthetic-small-ov2026.4@int8")
     assert cell["passed"] and cell["check"]["tolerance"] is None
     print(f"int8 (NNCF 3.4.0) max scaled |Δ| vs TF: {cell['check']['max_scaled']:.3g}")
 

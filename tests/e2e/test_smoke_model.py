@@ -9,7 +9,8 @@ import pytest
 
 from ds2ir.model.decode import cer
 from ds2ir.model.layout import ArtifactLayout
-from tests._support.checkout import CHECKOUT, DATA
+from ds2ir.model.targets_file import load_target
+from tests._support.checkout import CHECKOUT, DATA, targets_file
 from tests.e2e.helpers import invoke
 
 SENTENCE = "she had your dark suit in greasy wash water all year"
@@ -71,6 +72,6 @@ def test_training_is_deterministic_on_one_machine(trained, tmp_path):
 
 
 def test_the_hoisted_variant_builds_from_the_shipped_checkpoint(smoke):
-    invoke("build", "--target", "ldc93s1-smoke-fast", "--artifacts", str(smoke))
-    report = json.loads((ArtifactLayout(smoke, "ldc93s1-smoke-fast").check_dir / "report.json").read_text())
+    invoke("build", "--target", "ldc93s1-smoke", "--variant", "hoisted-fp32", "--artifacts", str(smoke))
+    report = json.loads(ArtifactLayout.of(smoke, load_target(targets_file(), "ldc93s1-smoke@hoisted-fp32")).check_report.read_text())
     assert report["passed"] is True and report["fidelity"]["worst_ratio"] <= 1

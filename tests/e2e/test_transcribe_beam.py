@@ -20,7 +20,7 @@ WAV = CHECKOUT / "data" / "LDC93S1.wav"  # what ldc93s1-smoke trains on
 
 @pytest.fixture(scope="module")
 def artifacts(smoke_build):
-    invoke("build", "--target", "ldc93s1-smoke-int8", "--artifacts", str(smoke_build))
+    invoke("build", "--target", "ldc93s1-smoke", "--variant", "int8", "--artifacts", str(smoke_build))
     return smoke_build
 
 
@@ -57,8 +57,8 @@ def test_beam_search_without_a_scorer_keeps_the_exact_transcript(artifacts):
 
 
 def test_a_scorer_keeps_the_int8_transcript_at_least_as_close(artifacts, sentence_scorer):
-    greedy, _ = transcribe(artifacts, "ldc93s1-smoke-int8")
-    scored, report = transcribe(artifacts, "ldc93s1-smoke-int8", "--scorer", str(sentence_scorer))
+    greedy, _ = transcribe(artifacts, "ldc93s1-smoke@int8")
+    scored, report = transcribe(artifacts, "ldc93s1-smoke@int8", "--scorer", str(sentence_scorer))
     print(f"int8 greedy '{greedy}' (CER {cer(greedy, SENTENCE):.3f}); with the scorer '{scored}' "
           f"(CER {cer(scored, SENTENCE):.3f}), RTF {report['real_time_factor']}")
     # Never worse; not "better": int8 kernels differ by CPU, and where greedy is already exact (an AVX2 EPYC) it cannot improve.
@@ -66,7 +66,7 @@ def test_a_scorer_keeps_the_int8_transcript_at_least_as_close(artifacts, sentenc
     assert set(scored.split()) <= set(SENTENCE.split())  # the scorer's trie admits only its words
     # The beam width defaults to the model's metadata_beam_width; alpha and beta to the package's.
     assert (report["beam_width"], report["lm_alpha"], report["lm_beta"]) == (500, 0.931289, 1.183414)
-    _, weighted = transcribe(artifacts, "ldc93s1-smoke-int8", "--scorer", str(sentence_scorer), "--beam-width", "32",
+    _, weighted = transcribe(artifacts, "ldc93s1-smoke@int8", "--scorer", str(sentence_scorer), "--beam-width", "32",
                              "--lm-alpha", "0.5", "--lm-beta", "2")
     assert (weighted["beam_width"], weighted["lm_alpha"], weighted["lm_beta"]) == (32, 0.5, 2.0)
 

@@ -20,7 +20,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_targets_transcribe_in_the_app_image_with_the_decoder():
-    target = load_target(targets_file(), "ldc93s1-smoke-int8")
+    target = load_target(targets_file(), "ldc93s1-smoke@int8")
     assert target.application_image.name == "app-ov2025.3" and target.application_image.stage == "app"
     lock = (CHECKOUT / target.application_image.lock).read_text()
     assert "ds-ctcdecoder==0.9.3" in lock and "openvino==2025.3.0" in lock and "numpy==1.26.4" in lock

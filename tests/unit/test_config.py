@@ -31,7 +31,7 @@ def test_mo_arguments_follow_the_architecture():
 
 
 @pytest.mark.parametrize("name, flag", [("synthetic-0.8.2", "--compress_to_fp16=False"),
-                                        ("synthetic-0.8.2-fp16", "--compress_to_fp16=True")])
+                                        ("synthetic-0.8.2@fp16", "--compress_to_fp16=True")])
 def test_ir_precision_sets_fp16_compression(name, flag):
     arguments = mo_arguments(load_target(targets_file(), name))
     assert [a for a in arguments if a.startswith("--compress_to_fp16")] == [flag]
@@ -52,7 +52,7 @@ def test_ldc93s1_smoke_builds_from_the_shipped_checkpoint_and_its_train_target_t
     assert (smoke.checkpoint, smoke.training) == ("checkout", None)
     assert (CHECKOUT / smoke.checkpoint_path / "best_dev-300.index").is_file()
     assert train.checkpoint == "trained" and train.training.epochs == 300 and train.checkpoint_path is None
-    assert load_target(targets_file(), "ldc93s1-smoke-fast").checkpoint_path == smoke.checkpoint_path
+    assert load_target(targets_file(), "ldc93s1-smoke@hoisted-fp32").checkpoint_path == smoke.checkpoint_path
 
 
 def test_extends_inherits_and_overrides():
@@ -182,16 +182,6 @@ def test_version_swap_targets_share_images_and_change_only_what_they_name():
     assert ov2022.freeze_image == base.freeze_image and ov2022.convert_image.name == "convert-ov2022.3"
     assert tf152.convert_image == base.convert_image and tf152.freeze_image.name == "freeze-tf1.15.2"
     assert mo_arguments(ov2022) == mo_arguments(base) == mo_arguments(tf152)
-
-
-def test_variants_of_a_target_differ_only_in_the_ir_they_make():
-    targets = TargetsFile.load(targets_file())
-    variants = {t.name: t.variant for t in targets.variants_of(targets.target("synthetic-small"))}
-    assert variants == {"synthetic-small-fast": "hoisted-fp32", "synthetic-small-int8": "int8"}
-    # A variant's variants: the default comes first, and version swaps (other images) are not variants.
-    of_fast = [t.name for t in targets.variants_of(targets.target("synthetic-0.8.2-fast"))]
-    assert of_fast[0] == "synthetic-0.8.2" and "synthetic-0.8.2-fast" not in of_fast
-    assert "synthetic-0.8.2-ov2022.3" not in of_fast and "synthetic-0.8.2-fp16" in of_fast
 
 
 def test_converter_and_exporter_defaults_and_choices():

@@ -78,7 +78,7 @@ def verify_variants(builders: Sequence[Builder], recordings: Sequence[Path], pre
         except ContainerError:  # verify-ir exits non-zero when the IR does not match, after writing its report
             if not report.is_file():
                 raise
-            failures.append(f"{builder.target.name} ({report})")
+            failures.append(f"{builder.target.label} ({report})")
         reports[builder.target.variant] = json.loads(report.read_text())
     comparison = variant_comparison(reports)
     directory = builders[0].layout.verify_dir

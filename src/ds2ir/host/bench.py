@@ -47,7 +47,7 @@ class Engine(NamedTuple):
 
 class Bench:
     """`invoke bench`: build, time every engine and every variant of the IR in its container, time builds,
-    write the tables. ``variants`` are builders of the target's variants (TargetsFile.variants_of)."""
+    write the tables. ``variants`` are builders of the target's other variants (its ``variants`` in targets.toml)."""
 
     def __init__(self, builder: Builder, *, variants: Sequence[Builder], audio: Path, repeat: int, cold: bool):
         self.builder = builder
@@ -62,8 +62,7 @@ class Bench:
         """Everything in one run; returns artifacts/bench/results.md."""
 
         if not self.variants:
-            self.say(f"[{self.builder.target.name}] no target in targets.toml differs from it only in "
-                     f"ir_precision, lstm or weight_compression: no other IR variant is benchmarked")
+            self.say(f"[{self.builder.target.name}] lists no variants in targets.toml: no other IR variant is benchmarked")
         for builder in [self.builder, *self.variants]:
             builder.build()
         prepare_recordings([self.audio], self.directory / "inputs", self.builder.target.architecture)
@@ -96,7 +95,7 @@ class Bench:
         builder = engine.builder
         return builder.launcher.run(
             step=engine.command, image=builder.images()[engine.image],
-            args=[engine.command, "--target", builder.target.name, *engine.extra],
+            args=[engine.command, "--target", builder.target.label, *engine.extra],
             capture=capture, platform=builder.image_platform(engine.image),
         )
 
@@ -157,7 +156,7 @@ class Bench:
             "bound_ms": {p: bound_seconds(arch, n_classes, p, bandwidth) * 1e3 for p in ("f32", "bf16")},
             "weight_traffic_bytes": weight_traffic(arch, n_classes, WEIGHT_BYTES["f32"])._asdict(),
             "openvino": str(raw.get(IR_KEY, {}).get("openvino_version", "")),
-            "variants": {b.target.variant: {"target": b.target.name, "ir_bin_mb": b.layout.ir_bin.stat().st_size / 1e6,
+            "variants": {b.target.variant: {"target": b.target.label, "ir_bin_mb": b.layout.ir_bin.stat().st_size / 1e6,
                                             "frozen_graph_sha256": b.output_hashes().get("frozen/output_graph.pb"),
                                             "weight_traffic_f32_bytes": ir_weight_traffic(b.target, "f32").per_window}
                          for b in builders},

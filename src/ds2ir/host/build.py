@@ -10,7 +10,7 @@ import fcntl
 import json
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence, Set
 
 from ds2ir import atomic
 from ds2ir.errors import CommandTimeoutError, ConfigError
@@ -46,7 +46,7 @@ class Builder:
         self.trust_on_first_use = trust_on_first_use
         self.project = project
         self.artifacts = project.artifacts
-        self.layout = ArtifactLayout(project.artifacts, target.name)
+        self.layout = ArtifactLayout.of(project.artifacts, target)
         self.docker = docker
         self.force = force
         self.say = docker.runner.say
@@ -60,6 +60,9 @@ class Builder:
         #: the platform each stage's image is built and run for (its spec's, from targets.toml)
         self._platforms: Dict[str, str] = {}
         self._holding_lock = False
+        #: the stamps of the stages run in this invocation; the builders of one target's variants share
+        #: it (share_runs), so that --force runs a stage they share once
+        self.already_run: Set[Path] = set()
 
     # -- public --------------------------------------------------------------
 
@@ -122,7 +125,7 @@ class Builder:
                 if self.inputs.unverified is not None:  # never leave a checkpoint nothing has verified
                     self.inputs.discard_unverified(self.stamps.path(stages[0]))
                 raise
-            if not self.docker.runner.dry_run and (timings or not (self.layout.target_dir / "manifest.json").is_file()):
+            if not self.docker.runner.dry_run and (timings or not self.layout.manifest.is_file()):
                 self._write_manifest(docker_version)
         return timings
 
@@ -139,7 +142,7 @@ class Builder:
             mounts[self.layout.checkpoint_dir] = str(CONTAINER_ARTIFACTS / self.target.name / "checkpoint")
         try:
             return self.launcher.run(
-                step=command, image=self._images[image], args=[command, "--target", self.target.name, *extra],
+                step=command, image=self._images[image], args=[command, "--target", self.target.label, *extra],
                 read_only=mounts, capture=capture, timeout=self.target.stage_time_limit,
                 platform=self.image_platform(image),
             )
@@ -203,11 +206,12 @@ class Builder:
     def _run_if_needed(self, stage: Stage) -> Optional[float]:
         dry_run = self.docker.runner.dry_run
         key = "" if dry_run else self._stage_key(stage)
-        reason = "dry run" if dry_run else self.stamps.why_stale(stage, key, force=self.force)
+        forced = self.force and self.stamps.path(stage) not in self.already_run
+        reason = "dry run" if dry_run else self.stamps.why_stale(stage, key, force=forced)
         if reason is None:
-            self.say(f"[{self.target.name}] {stage.name}: up to date, skipped")
+            self.say(f"[{self.target.label}] {stage.name}: up to date, skipped")
             return None
-        self.say(f"[{self.target.name}] {stage.name}: running ({reason})")
+        self.say(f"[{self.target.label}] {stage.name}: running ({reason})")
         started = time.monotonic()
         if not dry_run:
             self.stamps.forget(stage)
@@ -215,7 +219,8 @@ class Builder:
         seconds = time.monotonic() - started
         if not dry_run:
             self.stamps.record(stage, key, seconds)
-        self.say(f"[{self.target.name}] {stage.name}: done in {seconds:.1f} s")
+        self.already_run.add(self.stamps.path(stage))
+        self.say(f"[{self.target.label}] {stage.name}: done in {seconds:.1f} s")
         return seconds
 
     def _write_manifest(self, docker_version: str) -> None:
@@ -230,14 +235,14 @@ class Builder:
             seconds = self.stamps.seconds(stage)
             if self.stamps.path(stage).is_file():
                 stages[stage.name] = {"image": self._images[stage.image], "seconds": seconds,
-                                      "command": ["python", "-m", "ds2ir", stage.command, "--target", self.target.name]}
+                                      "command": ["python", "-m", "ds2ir", stage.command, "--target", self.target.label]}
         weights = self.layout.model_file if self.target.checkpoint == "pbmm" else self.layout.checkpoint_dir
         inputs = self.hasher.tree(weights, self.artifacts) if weights.exists() else {}
-        report = self.layout.check_dir / "report.json"
+        report = self.layout.check_report
         engines = json.loads(report.read_text()).get("engines") if report.is_file() else None
         path = manifest.write(self.layout, self.target, inputs=inputs, outputs=self.output_hashes(), images=images,
                               stages=stages, docker_version=docker_version, cpu=cpu.describe(), engines=engines)
-        self.say(f"[{self.target.name}] manifest: {path}")
+        self.say(f"[{self.target.label}] manifest: {path}")
 
     def _packages(self, tag: str, image_id: str) -> List[str]:
         """`pip freeze` of an image, cached by image ID (an image never changes) with its digest,
@@ -254,3 +259,12 @@ class Builder:
         packages = self.docker.image_packages(tag)
         atomic.write_json(cache, {"packages": packages, "sha256": digests.data_sha256(packages)})
         return packages
+
+
+def share_runs(builders: Sequence[Builder]) -> Sequence[Builder]:
+    """Let the builders of one target's variants know what each other ran: a stage they share (checkpoint,
+    freeze, reference) runs once, even with --force."""
+    shared: Set[Path] = set()
+    for builder in builders:
+        builder.already_run = shared
+    return builders

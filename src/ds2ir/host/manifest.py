@@ -20,11 +20,10 @@ LOCK_FILE_NAME = "outputs.lock.json"
 
 
 def output_files(layout: ArtifactLayout) -> Dict[str, Path]:
-    """The outputs whose bytes a build promises: the frozen graph (plain and memory-mapped) and the IR."""
-    return {
-        str(path.relative_to(layout.target_dir)): path
-        for path in (layout.frozen_graph, layout.frozen_pbmm, layout.ir_xml, layout.ir_bin)
-    }
+    """The outputs whose bytes a build promises: the frozen graph (plain and memory-mapped) and the IR,
+    named as the default variant's are under its target directory (``frozen/output_graph.pb``...)."""
+    return {f"{path.parent.name}/{path.name}": path
+            for path in (layout.frozen_graph, layout.frozen_pbmm, layout.ir_xml, layout.ir_bin)}
 
 
 def read_lock(path: Path) -> Dict[str, Dict[str, str]]:
@@ -70,7 +69,7 @@ def check_outputs(path: Path, target: str, hashes: Mapping[str, str]) -> None:
 def write(layout: ArtifactLayout, target: Target, *, inputs: Mapping[str, str], outputs: Mapping[str, str],
           images: Mapping[str, Mapping[str, object]], stages: Mapping[str, Mapping[str, object]],
           docker_version: str, cpu: Mapping[str, object], engines: Optional[Mapping[str, object]] = None) -> Path:
-    """Write artifacts/<target>/manifest.json atomically: plain, sorted JSON.
+    """Write the variant's manifest.json (artifacts/<target>/ for the default variant) atomically: plain, sorted JSON.
 
     ``cpu``: the host's CPU (ds2ir.model.cpu.describe); ``engines``: the check stage's record of the kernels
     each engine used (TF's mkl-dnn sgemm, numpy's OpenBLAS core, OpenVINO's primitives), if it ran.
@@ -89,6 +88,6 @@ def write(layout: ArtifactLayout, target: Target, *, inputs: Mapping[str, str], 
         "cpu": dict(cpu),
         "engines": dict(engines) if engines is not None else None,
     }
-    path = layout.target_dir / "manifest.json"
+    path = layout.manifest
     atomic.write_json(path, manifest)
     return path

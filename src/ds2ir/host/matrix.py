@@ -35,7 +35,8 @@ VERSION_PACKAGES = {"freeze": ("tensorflow", "coqui-stt-training"), "convert": (
 
 @dataclass
 class Cell:
-    """One target's build: its versions, images, time, output hashes and IR-vs-TF error."""
+    """One target's build (or one variant's: ``target`` is then TARGET@VARIANT): its versions, images,
+    time, output hashes and IR-vs-TF error."""
 
     target: str
     passed: bool = False
@@ -64,7 +65,7 @@ def build_cell(target: Target, builder: Builder, docker: Docker, expected: Optio
     With ``expected`` (the target's entry in outputs.lock.json) the cell also fails unless its
     outputs are bit-identical to it.
     """
-    cell = Cell(target.name, exporter=target.exporter, converter=str(target.convert_image.converter),
+    cell = Cell(target.label, exporter=target.exporter, converter=str(target.convert_image.converter),
                 ir_precision=target.ir_precision)
     cell.versions = {"freeze python": target.freeze_image.python, "convert python": target.convert_image.python}
     started = time.monotonic()
@@ -86,7 +87,7 @@ def build_cell(target: Target, builder: Builder, docker: Docker, expected: Optio
 
 def _read_records(cell: Cell, layout: ArtifactLayout, docker: Docker) -> None:
     """Fill a cell from the build's manifest and check report, as far as they exist."""
-    manifest_path = layout.target_dir / "manifest.json"
+    manifest_path = layout.manifest
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         for stage, image in manifest.get("images", {}).items():
@@ -99,7 +100,7 @@ def _read_records(cell: Cell, layout: ArtifactLayout, docker: Docker) -> None:
                 cell.image_bytes[stage] = docker.image_size(image["tag"])
         cell.stage_seconds = round(sum(float(s.get("seconds") or 0) for s in manifest.get("stages", {}).values()), 1)
         cell.hashes = dict(manifest.get("outputs", {}))
-    report_path = layout.check_dir / "report.json"
+    report_path = layout.check_report
     if report_path.is_file():
         report = json.loads(report_path.read_text())
         cell.check = {key: report.get(key) for key in ("ir_vs_f64", "tf_vs_f64", "max_abs", "max_scaled", "tolerance", "passed")}
@@ -113,7 +114,7 @@ def load_matrix(cells: Sequence[Cell], targets: Dict[str, Target], *, docker: Do
     in that runtime ("ok, max |Δ| X" with the largest |IR - TF| when the image reports it).
     """
     artifacts = project.artifacts
-    with_ir = [cell.target for cell in cells if ArtifactLayout(artifacts, cell.target).ir_xml.is_file()]
+    with_ir = [cell.target for cell in cells if ArtifactLayout.of(artifacts, targets[cell.target]).ir_xml.is_file()]
     runtimes: Dict[str, ImageSpec] = {}
     for cell in cells:
         spec = targets[cell.target].convert_image
@@ -163,11 +164,11 @@ def run(targets: Sequence[Target], *, make_builder: BuilderFactory, docker: Dock
     if jobs <= 1:
         cells = []
         for target in targets:
-            docker.runner.say(f"[matrix] {target.name}")
-            cells.append(build_cell(target, make_builder(target, docker), docker, expected.get(target.name)))
+            docker.runner.say(f"[matrix] {target.label}")
+            cells.append(build_cell(target, make_builder(target, docker), docker, expected.get(target.label)))
     else:
         cells = _run_parallel(targets, make_builder, docker, artifacts / MATRIX_DIR / LOGS_DIR, expected, jobs)
-    loads = load_matrix(cells, {t.name: t for t in targets}, docker=docker, project=project)
+    loads = load_matrix(cells, {t.label: t for t in targets}, docker=docker, project=project)
     return _write(artifacts / MATRIX_DIR, cells, loads)
 
 
@@ -176,21 +177,21 @@ def _run_parallel(targets: Sequence[Target], make_builder: BuilderFactory, docke
     """Cells on ``jobs`` threads (the work is in containers); one line per cell on the terminal, a log per cell."""
     say = docker.runner.say
     logs.mkdir(parents=True, exist_ok=True)
-    handles = {target.name: open(logs / f"{target.name}.log", "w") for target in targets}
+    handles = {target.label: open(logs / f"{target.label}.log", "w") for target in targets}
     try:
-        builders = {t.name: make_builder(t, docker.with_runner(Runner(dry_run=docker.runner.dry_run, stream=handles[t.name])))
+        builders = {t.label: make_builder(t, docker.with_runner(Runner(dry_run=docker.runner.dry_run, stream=handles[t.label])))
                     for t in targets}
         for target in targets:  # every image once, before any cell: two cells must not build one image twice
             try:
-                builders[target.name].images()
+                builders[target.label].images()
             except Ds2irError:
                 pass  # the cell's own build meets the same error and records it
 
         def one(target: Target) -> Cell:
-            say(f"[matrix] {target.name}: building (log: {handles[target.name].name})")
-            builder = builders[target.name]
-            cell = build_cell(target, builder, builder.docker, expected.get(target.name))
-            say(f"[matrix] {target.name}: {'pass' if cell.passed else 'FAIL: ' + (cell.error or 'check failed')} "
+            say(f"[matrix] {target.label}: building (log: {handles[target.label].name})")
+            builder = builders[target.label]
+            cell = build_cell(target, builder, builder.docker, expected.get(target.label))
+            say(f"[matrix] {target.label}: {'pass' if cell.passed else 'FAIL: ' + (cell.error or 'check failed')} "
                 f"in {cell.run_seconds:g} s")
             return cell
 
@@ -210,8 +211,8 @@ def _write(out: Path, cells: Sequence[Cell], loads: Dict[str, Dict[str, str]]) -
 
 
 def github_matrix(targets: Sequence[Target]) -> str:
-    """The cells as a GitHub Actions job matrix (JSON on one line): one runner per target."""
-    return json.dumps({"include": [{"target": target.name} for target in targets]}, separators=(",", ":"))
+    """The cells as a GitHub Actions job matrix (JSON on one line): one runner per target or variant."""
+    return json.dumps({"include": [{"target": target.label} for target in targets]}, separators=(",", ":"))
 
 
 def gather(cell_dirs: Sequence[Path], out: Path) -> Dict[str, object]:

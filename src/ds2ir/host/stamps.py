@@ -1,6 +1,7 @@
 """Stages and their stamps: what each stage reads and writes, and whether it is up to date.
 
-A stage is up to date when its stamp (``artifacts/<target>/.stamps/<stage>.json``)
+A stage is up to date when its stamp (``.stamps/<stage>.json`` beside what the stage writes: the target
+directory for the checkpoint, the frozen graph's for freeze and reference, the variant's for convert and check)
 records the same key (stage image ID, target configuration, SHA-256 of every input)
 and its outputs still have the hashes recorded then. Anything else re-runs it, so
 a changed weight, a new image or a corrupted output is never silently reused.
@@ -22,6 +23,9 @@ from ds2ir.model.targets import Target
 STAGE_ORDER = ("checkpoint", "freeze", "reference", "convert", "check")
 # Target keys no freeze-image stage reads: changing one reruns only the convert-image stages.
 CONVERT_ONLY_KEYS = ("convert_image", "ir_precision", "weight_compression")
+#: what each stage's outputs are shared by: every variant of the target, the variants with its frozen
+#: graph (the same LSTM), or the one variant; its stamp lies in that layer's directory (ArtifactLayout)
+STAGE_SCOPE = {"checkpoint": "target", "freeze": "graph", "reference": "graph", "convert": "variant", "check": "variant"}
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,13 @@ def stages_for(target: Target, layout: ArtifactLayout) -> List[Stage]:
     """The target's stages in order (a release checkpoint is an input, not a stage)."""
     frozen = (layout.frozen_graph,)
     ir = (layout.ir_xml, layout.ir_bin)
-    reference = (layout.check_dir / "tf_reference.npz",)
+    reference = (layout.check_reference,)
     weights = layout.model_file if target.checkpoint == "pbmm" else layout.checkpoint_dir
     stages = [
         Stage("freeze", "freeze", "freeze", (weights,), frozen + (layout.frozen_pbmm,)),
         Stage("reference", "freeze", "reference", frozen, reference),
         Stage("convert", "convert", "convert", frozen, ir),
-        Stage("check", "convert", "check", ir + reference, (layout.check_dir / "report.json",)),
+        Stage("check", "convert", "check", ir + reference, (layout.check_report,)),
     ]
     if target.checkpoint == "synthetic":
         stages.insert(0, Stage("checkpoint", "freeze", "make-checkpoint", (), (layout.checkpoint_dir,)))
@@ -55,14 +59,25 @@ def stages_for(target: Target, layout: ArtifactLayout) -> List[Stage]:
     return stages
 
 
+def stamp_path(layout: ArtifactLayout, stage: str) -> Path:
+    """Where a stage's stamp lies: beside the outputs the variants share (STAGE_SCOPE), so a variant
+    finds the checkpoint, frozen graph and reference another variant made up to date."""
+    scope = STAGE_SCOPE[stage]
+    directory = {"target": layout.stamps_dir, "graph": layout.graph_stamps_dir, "variant": layout.variant_stamps_dir}[scope]
+    return directory / f"{stage}.json"
+
+
 def stage_configuration(target: Target, stage: Stage) -> Dict[str, object]:
     """The part of the target's configuration a stage's outputs can depend on: not its
-    description, and for freeze-image stages not the keys only the convert image reads."""
+    description, for freeze-image stages not the keys only the convert image reads, and for
+    the checkpoint not the LSTM's form either (every variant's graph restores the same one)."""
     data = target.fingerprint()
     del data["description"]
     if stage.image == "freeze":
         for key in CONVERT_ONLY_KEYS:
             del data[key]
+    if STAGE_SCOPE[stage.name] == "target":
+        del data["lstm"]
     return data
 
 
@@ -86,7 +101,7 @@ class Hasher:
 
 
 class Stamps:
-    """The stamps of one target directory (paths relative to the artifacts ``root``)."""
+    """The stamps of one variant of a target (paths relative to the artifacts ``root``)."""
 
     def __init__(self, layout: ArtifactLayout, root: Path, hasher: Hasher):
         self.layout = layout
@@ -94,7 +109,7 @@ class Stamps:
         self.hasher = hasher
 
     def path(self, stage: Stage) -> Path:
-        return self.layout.stamps_dir / f"{stage.name}.json"
+        return stamp_path(self.layout, stage.name)
 
     def key(self, stage: Stage, *, image_id: str, configuration: Dict[str, object],
             environment: Mapping[str, str]) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any, Dict, Optional, Tuple
 
@@ -32,6 +32,13 @@ LSTM_VARIANTS = ("fused", "hoisted")
 WEIGHT_COMPRESSIONS = ("none", "int8")
 #: the keys that make a variant of a target: the same checkpoint and images, a different IR (docs/variants.md)
 VARIANT_KEYS = ("ir_precision", "lstm", "weight_compression")
+#: how a variant is named: "hoisted-" when the LSTM is hoisted (a frozen graph of its own), then the
+#: IR's weights: fp32, fp16 (ir_precision FP16) or int8 (an FP32 IR whose weights NNCF compresses)
+VARIANT_WEIGHTS = {"fp32": ("FP32", "none"), "fp16": ("FP16", "none"), "int8": ("FP32", "int8")}
+HOISTED_PREFIX = "hoisted-"
+VARIANT_NAMES = tuple(f"{prefix}{weights}" for prefix in ("", HOISTED_PREFIX) for weights in VARIANT_WEIGHTS)
+#: what joins a target and one of its variants in one reference: ``synthetic-small@int8``
+VARIANT_SEPARATOR = "@"
 # A stage's container is stopped past this (targets.toml: stage_time_limit); the released 0.8.2
 # checkpoint freezes and converts in minutes, training a small target in well under an hour.
 DEFAULT_STAGE_TIME_LIMIT = 2 * 3600
@@ -135,6 +142,9 @@ class Target:
     app_image: Optional[ImageSpec] = None
     #: seconds a stage's container may run before it is stopped and the build fails
     stage_time_limit: int = DEFAULT_STAGE_TIME_LIMIT
+    #: every variant the target is converted to, its default (ir_precision, lstm, weight_compression) first;
+    #: empty: only this one
+    variants: Tuple[str, ...] = ()
 
     @property
     def application_image(self) -> ImageSpec:
@@ -162,10 +172,49 @@ class Target:
         data["alphabet"] = list(self.alphabet.labels)
         del data["app_image"]  # runs the finished IR; no build output depends on it
         del data["stage_time_limit"]  # nor on how long a stage may take
+        del data["variants"]  # nor on which other variants it is converted to
         return data
 
     @property
     def variant(self) -> str:
         """The IR variant in a word or two: fp32, fp16, int8, hoisted-fp32, hoisted-int8."""
-        weights = "int8" if self.weight_compression == "int8" else self.ir_precision.lower()
-        return f"hoisted-{weights}" if self.lstm == "hoisted" else weights
+        return variant_name(self.lstm, self.ir_precision, self.weight_compression)
+
+    @property
+    def default_variant(self) -> str:
+        """The variant `invoke build --target NAME` makes: the target's own keys."""
+        return self.variants[0] if self.variants else self.variant
+
+    @property
+    def is_default_variant(self) -> bool:
+        return self.variant == self.default_variant
+
+    @property
+    def own_frozen_graph(self) -> bool:
+        """Whether this variant's frozen graph differs from the default variant's (another LSTM)."""
+        return self.lstm != variant_keys(self.default_variant)["lstm"]
+
+    @property
+    def label(self) -> str:
+        """The target's name, with ``@variant`` unless it is the default variant: ``synthetic-small@int8``."""
+        return self.name if self.is_default_variant else f"{self.name}{VARIANT_SEPARATOR}{self.variant}"
+
+    def with_variant(self, name: Optional[str]) -> "Target":
+        """This target converted to variant ``name`` (None: the default); a KeyError names the known ones."""
+        name = name or self.default_variant
+        if name not in (self.variants or (self.variant,)):
+            raise KeyError(name)
+        return replace(self, **variant_keys(name))
+
+
+def variant_name(lstm: str, ir_precision: str, weight_compression: str) -> str:
+    """The name of the variant these keys make (ir_precision FP16 with int8 weights has none: refused)."""
+    weights = "int8" if weight_compression == "int8" else ir_precision.lower()
+    return f"{HOISTED_PREFIX}{weights}" if lstm == "hoisted" else weights
+
+
+def variant_keys(name: str) -> Dict[str, str]:
+    """The target keys a variant name stands for (a name from VARIANT_NAMES)."""
+    hoisted = name.startswith(HOISTED_PREFIX)
+    ir_precision, weight_compression = VARIANT_WEIGHTS[name[len(HOISTED_PREFIX):] if hoisted else name]
+    return {"lstm": "hoisted" if hoisted else "fused", "ir_precision": ir_precision, "weight_compression": weight_compression}

@@ -27,7 +27,8 @@ from ds2ir.model.targets import (
     LSTM_VARIANTS,
     PLATFORM_PATTERN,
     STAGES,
-    VARIANT_KEYS,
+    VARIANT_NAMES,
+    VARIANT_SEPARATOR,
     WEIGHT_COMPRESSIONS,
     ImageSpec,
     Release,
@@ -65,7 +66,9 @@ _ARCH_KEYS = {f.name for f in fields(Architecture)} - {"graph_version"}
 _TRAINING_KEYS = {"training_" + f.name if f.name in ("audio", "transcript") else f.name for f in fields(Training)}
 _TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "checkpoint_path", "seed", "freeze_image",
                 "convert_image", "ir_precision", "exporter", "lstm", "weight_compression", "app_image",
-                "stage_time_limit"} | _ARCH_KEYS
+                "stage_time_limit", "variants"} | _ARCH_KEYS
+#: the variant targets ds2ir had before variants became an axis of a target: their suffix -> the variant now
+_OLD_VARIANT_SUFFIXES = {"fast": "hoisted-fp32", "fast-int8": "hoisted-int8", "int8": "int8", "fp16": "fp16"}
 
 
 class TargetsFile:
@@ -103,24 +106,21 @@ class TargetsFile:
             raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from exc
         return cls(data, source=str(path), project=project)
 
-    def variants_of(self, target: Target) -> List[Target]:
-        """The other targets that differ from ``target`` only in VARIANT_KEYS: the same checkpoint,
-        exporter and images giving another IR. The default variant (fp32) comes first."""
-
-        def essence(candidate: Target) -> Dict[str, Any]:
-            data = candidate.fingerprint()
-            for key in ("name", "description") + VARIANT_KEYS:
-                data.pop(key)
-            data["application_image"] = candidate.application_image.name  # another app image: a swap, not a variant
-            return data
-
-        wanted = essence(target)
-        found = [self.target(name) for name in self.names if name != target.name]
-        variants = [candidate for candidate in found if essence(candidate) == wanted]
-        return sorted(variants, key=lambda candidate: (candidate.variant != "fp32", candidate.variant))
-
     def target(self, name: Optional[str] = None) -> Target:
-        name = name or self.default_target
+        """The target ``name`` (default: default_target), or one of its variants: ``NAME@VARIANT``."""
+        base, separator, variant = (name or self.default_target).partition(VARIANT_SEPARATOR)
+        target = self._target(base)
+        if not separator:
+            return target
+        try:
+            return target.with_variant(variant)
+        except KeyError:
+            raise ConfigError(f"target '{base}' has no variant '{variant}'; it is converted to "
+                              f"{', '.join(target.variants)} (the first is its default). Add the variant to its "
+                              f"variants list in targets.toml, or pick one of those.", file=self.source,
+                              key=f"targets.{base}.variants") from None
+
+    def _target(self, name: str) -> Target:
         raw = self._resolve(name, ())
         key = f"targets.{name}"
         release_name = self._get(raw, "release", str, key)
@@ -171,17 +171,43 @@ class TargetsFile:
         if target.lstm == "hoisted" and target.exporter != "builtin":
             raise ConfigError(f"lstm = \"hoisted\" is a graph of ds2ir's own exporter, but exporter is "
                               f"\"{target.exporter}\"; drop one of the two", file=self.source, key=f"{key}.lstm")
-        return target
+        if target.ir_precision == "FP16" and target.weight_compression == "int8":
+            raise ConfigError("int8 weights are compressed from an FP32 IR, so ir_precision \"FP16\" and "
+                              "weight_compression \"int8\" do not go together; drop one of the two (the int8 variant "
+                              "is named int8)", file=self.source, key=f"{key}.weight_compression")
+        return replace(target, variants=self._variants(raw, target, key))
+
+    def _variants(self, raw: Mapping[str, Any], target: Target, key: str) -> Tuple[str, ...]:
+        """``variants``: the other IRs the target is converted to, by name; its own (default) variant comes first."""
+        listed = raw.get("variants", [])
+        where = f"{key}.variants"
+        if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
+            raise ConfigError(f"must be a list of variant names ({', '.join(VARIANT_NAMES)}), got {listed!r}",
+                              file=self.source, key=where)
+        for name in listed:
+            if name not in VARIANT_NAMES:
+                hint = difflib.get_close_matches(name, VARIANT_NAMES, n=1)
+                raise ConfigError(f"unknown variant '{name}'.{f' Did you mean {hint[0]!r}?' if hint else ''} A variant "
+                                  f"is one of {', '.join(VARIANT_NAMES)} (docs/variants.md)", file=self.source, key=where)
+            if listed.count(name) > 1:
+                raise ConfigError(f"variant '{name}' is listed twice", file=self.source, key=where)
+            if name.startswith("hoisted-") and (target.checkpoint == "pbmm" or target.exporter != "builtin"):
+                source = "the .pbmm's graph" if target.checkpoint == "pbmm" else f"exporter \"{target.exporter}\""
+                raise ConfigError(f"variant '{name}' hoists the LSTM, a graph of ds2ir's own exporter, but the target's "
+                                  f"graph is {source}; list only fp16 or int8 variants for it", file=self.source, key=where)
+        default = target.variant
+        return (default,) + tuple(name for name in listed if name != default)
 
     # -- helpers --------------------------------------------------------------
 
     def _matrix(self, value: Any) -> Tuple[str, ...]:
-        """``matrix``: the targets `invoke matrix` builds by default, each one defined."""
+        """``matrix``: the cells `invoke matrix` builds by default, each a target or ``TARGET@VARIANT``."""
         if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
             raise ConfigError(f"must be a list of target names, got {value!r}", file=self.source, key="matrix")
         for name in value:
-            if name not in self._raw_targets:
+            if name.partition(VARIANT_SEPARATOR)[0] not in self._raw_targets:
                 raise ConfigError(f"'{name}' is not a target", file=self.source, key="matrix")
+            self.target(name)
         return tuple(value)
 
     def _training(self, raw: Mapping[str, Any], key: str) -> Training:
@@ -197,6 +223,12 @@ class TargetsFile:
         if name not in self._raw_targets:
             hint = difflib.get_close_matches(name, self._raw_targets, n=1)
             suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            for base in self._raw_targets:
+                variant = _OLD_VARIANT_SUFFIXES.get(name[len(base) + 1:]) if name.startswith(base + "-") else None
+                if variant:
+                    suggestion = (f" Variants are an axis of a target now (docs/variants.md): use '--target {base} "
+                                  f"--variant {variant}', or '{base}{VARIANT_SEPARATOR}{variant}' where one name is "
+                                  f"needed (matrix cells).")
             raise ConfigError(
                 f"unknown target '{name}'.{suggestion} Known targets: {', '.join(sorted(self._raw_targets))}.",
                 file=self.source,

@@ -116,7 +116,7 @@ def bench_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -
     result = _stream_result(ir_key(target.variant, args.precision, args.setting),
                             engine if args.setting == IR_SETTINGS[0][0] else f"{engine}, {label}", utterance, timings,
                             precision=precision, threads=used["INFERENCE_NUM_THREADS"], settings=used, options=options,
-                            variant=target.variant, target=target.name, openvino_version=version,
+                            variant=target.variant, target=target.label, openvino_version=version,
                             weight_bytes_per_window=ir_weight_traffic(target, precision).per_window)
     _write_result(layout.root, result, load)
 

@@ -69,7 +69,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     commands.required = True
     for name, function in COMMANDS.items():
         sub = commands.add_parser(name, help=(function.__doc__ or "").splitlines()[0])
-        sub.add_argument("--target", help="target name from targets.toml (default: its default_target)")
+        sub.add_argument("--target", help="target name from targets.toml (default: its default_target), or "
+                                          "TARGET@VARIANT for one of its variants")
         sub.add_argument("--artifacts", type=Path, default=CONTAINER_ARTIFACTS, help="artifacts root (default: %(default)s)")
         if name in ("verify-ir", "transcribe"):
             sub.add_argument("--precision", default="f32", choices=INFERENCE_PRECISIONS, help="OpenVINO inference precision hint")
@@ -111,7 +112,7 @@ def main(argv: Optional[List[str]] = None, *, targets: Optional[Path] = None) ->
     try:
         target = load_target(targets or Path(os.environ.get(TARGETS_ENV, CONTAINER_TARGETS)), args.target)
         with atomic.storage_errors(args.artifacts):
-            COMMANDS[args.command](target, ArtifactLayout(args.artifacts, target.name), args)
+            COMMANDS[args.command](target, ArtifactLayout.of(args.artifacts, target), args)
     except Ds2irError as exc:
         if args.debug:
             traceback.print_exc()

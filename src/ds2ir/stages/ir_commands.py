@@ -39,7 +39,7 @@ def check(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> N
     tolerance = tolerance_for(target.ir_precision, "f32", target.weight_compression)
     gate = fidelity({k[4:]: v for k, v in saved.items() if k.startswith("f64_")}, tf_outputs, outputs, tolerance)
     kernels = model.kernels()
-    summary: Dict[str, Any] = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": "f32",
+    summary: Dict[str, Any] = {"target": target.label, "ir_precision": target.ir_precision, "inference_precision": "f32",
                "windows": int(saved["windows"].shape[0]), "tolerance": tolerance,
                "ir_vs_f64": gate["ir_vs_f64"], "tf_vs_f64": gate["tf_vs_f64"], "worst_ratio": gate["worst_ratio"],
                "max_scaled": worst(report), "max_abs": max(entry["max_abs"] for entry in report.values()),
@@ -51,7 +51,7 @@ def check(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> N
                                                      "tolerance", "passed")}))
     if not summary["passed"]:
         raise VerificationError(
-            f"The IR of {target.name} does not compute the frozen graph: on {summary['windows']} streamed windows "
+            f"The IR of {target.label} does not compute the frozen graph: on {summary['windows']} streamed windows "
             f"{'; '.join(fidelity_failures(gate))} (|IR - TF| {summary['max_abs']:.3g}); the bound is "
             f"{gate['factor']:g} times TensorFlow's own float32 error against the float64 ground truth; "
             f"see {layout.check_report}."
@@ -74,7 +74,7 @@ def inspect_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace)
     if args.match_tf:
         if not layout.check_reference.is_file():
             raise MissingInputError(f"The TF reference {layout.check_reference} does not exist; run the reference "
-                                    f"stage first ('invoke build --target {target.name}').")
+                                    f"stage first ('invoke build --target {target.label}').")
         with np.load(str(layout.check_reference)) as data:
             saved = {key: data[key] for key in data.files}
         outputs = stream(OVStreamingModel(layout.ir_xml, precision="f32"), saved["windows"], saved["state_c"], saved["state_h"])
@@ -87,7 +87,7 @@ def inspect_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace)
                               "worst_ratio": gate["worst_ratio"], "passed": gate["passed"]}
     print(json.dumps(described, sort_keys=True))
     if args.match_tf and not gate["passed"]:
-        raise VerificationError(f"The IR of {target.name} compiles in OpenVINO {described['compiled']} but does not compute "
+        raise VerificationError(f"The IR of {target.label} compiles in OpenVINO {described['compiled']} but does not compute "
                                 f"the frozen graph there: |IR - TF| {max_scaled:.3g} (scaled), beyond the check's float64 gate "
                                 f"(worst ratio {gate['worst_ratio']:.3g}).")
 
@@ -131,7 +131,7 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
         report["features_max_abs_vs_tf_ops"] = features_max_abs
         report["passed"] = bool(report["passed"]) and features_max_abs <= FEATURES_TOLERANCE
         files[name], logits[name] = report, per_side
-    summary: Dict[str, Any] = {"target": target.name, "ir_precision": target.ir_precision, "inference_precision": args.precision,
+    summary: Dict[str, Any] = {"target": target.label, "ir_precision": target.ir_precision, "inference_precision": args.precision,
                "tolerance": tolerance, "features_tolerance": FEATURES_TOLERANCE, "isa": model.kernels(),
                "passed": all(entry["passed"] for entry in files.values()), "files": files}
     atomic.write_json(layout.verify_dir / "report.json", summary)
@@ -151,7 +151,7 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
             failures.append(f"{name}: {'; '.join(reasons)}")
     if failures:
         raise VerificationError(
-            f"The IR of {target.name} does not match TensorFlow at {args.precision} ({' | '.join(failures)}); the IR may be "
+            f"The IR of {target.label} does not match TensorFlow at {args.precision} ({' | '.join(failures)}); the IR may be "
             f"{FIDELITY_FACTOR:g} times further from the float64 ground truth than TF (plus {tolerance}); "
             f"see {layout.verify_dir / 'report.json'}."
         )
