@@ -43,7 +43,7 @@ def tolerance_for(ir_precision: str, inference_precision: str, weight_compressio
 
     None for int8 weights: quantizing seeded random weights moves the state by ~0.2,
     which says nothing about a trained model; their error is reported, not gated, and
-    they are judged by transcripts of a trained model (ldc93s1-smoke-int8).
+    they are judged by transcripts of a trained model (ldc93s1-smoke@int8).
     """
     if weight_compression == "int8":
         return None
