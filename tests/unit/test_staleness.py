@@ -84,7 +84,7 @@ class Engine:
             raise ContainerError(step=step, command=["docker", "run", image, command], exit_code=1, log_tail="boom", image=image)
         if command == self.writes_nothing:
             return ""
-        layout = ArtifactLayout(artifacts, name)
+        layout = ArtifactLayout.of(artifacts, load_target(targets_file(), name))  # name: TARGET or TARGET@VARIANT
         if command == "make-checkpoint":
             layout.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             (layout.checkpoint_dir / "best_dev-1.index").write_bytes(b"seeded weights")
@@ -93,14 +93,15 @@ class Engine:
             layout.frozen_graph.write_bytes(digest(layout.checkpoint_dir))
             layout.frozen_pbmm.write_bytes(b"pbmm " + digest(layout.checkpoint_dir))
         elif command == "reference":
-            layout.check_dir.mkdir(parents=True, exist_ok=True)
-            (layout.check_dir / "tf_reference.npz").write_bytes(digest(layout.frozen_graph))
+            layout.check_reference.parent.mkdir(parents=True, exist_ok=True)
+            layout.check_reference.write_bytes(digest(layout.frozen_graph))
         elif command == "convert":
             layout.ir_dir.mkdir(parents=True, exist_ok=True)
             layout.ir_xml.write_bytes(b"<net/>" + digest(layout.frozen_graph))
             layout.ir_bin.write_bytes(digest(layout.frozen_graph) + image.encode())
         elif command == "check":
-            (layout.check_dir / "report.json").write_text(json.dumps({"passed": True, "engines": {"ir": "fake"}}))
+            layout.check_report.parent.mkdir(parents=True, exist_ok=True)
+            layout.check_report.write_text(json.dumps({"passed": True, "engines": {"ir": "fake"}}))
         return ""
 
 
@@ -186,13 +187,14 @@ def test_a_lost_stamp_reruns_that_stage_and_nothing_after_it(tmp_path, engine):
     ({"description": "another description"}, []),
     ({"ir_precision": "FP16"}, ["convert", "check"]),
     ({"weight_compression": "int8"}, ["convert", "check"]),
-    ({"lstm": "hoisted"}, ALL),  # the freeze image reads it (the checkpoint stage too: its key holds it)
+    ({"lstm": "hoisted"}, ALL[1:]),  # the freeze image reads it; the checkpoint does not (every LSTM restores it)
     ({"seed": 7}, ALL),
 ])
 def test_a_configuration_change_reruns_exactly_the_stages_that_read_it(tmp_path, engine, change, expected):
     builder(tmp_path, engine).build()
     ran(engine)
     changed = dataclasses.replace(load_target(targets_file(), "synthetic-small"), **change)
+    changed = dataclasses.replace(changed, variants=(changed.variant,))  # the target's own keys: its default variant
     builder(tmp_path, engine, target=changed).build()
     assert reasons(engine) == {name: "inputs, image or configuration changed" for name in expected}
 
@@ -283,3 +285,25 @@ def test_packages_are_listed_once_per_image_and_again_when_their_cache_is_damage
     builder(tmp_path, engine, force=True).build()
     assert engine.listed[2:] == ["ds2ir/convert-ov2024.6:convert"]
     assert json.loads(cache.read_text()) == entry
+
+
+def test_a_variant_runs_only_the_stages_it_does_not_share_with_the_default(tmp_path, engine):
+    """int8 and fp16 share the checkpoint, the frozen graph and its reference; the hoisted variants a frozen
+    graph of their own; --force with every variant runs each shared stage once (build.share_runs)."""
+    targets = {name: load_target(targets_file(), f"synthetic-small@{name}") for name in load_target(
+        targets_file(), "synthetic-small").variants}
+    builder(tmp_path, engine).build()
+    ran(engine)
+    for name, expected in (("int8", ["convert", "check"]), ("fp16", ["convert", "check"]),
+                           ("hoisted-fp32", ["freeze", "reference", "convert", "check"]),
+                           ("hoisted-int8", ["convert", "check"]), ("fp32", [])):
+        builder(tmp_path, engine, target=targets[name]).build()
+        assert ran(engine) == expected, name
+    builders = build.share_runs([builder(tmp_path, engine, target=target, force=True) for target in targets.values()])
+    for each in builders:
+        each.build()
+    assert ran(engine) == ALL + ["convert", "check"] * 2 + ["freeze", "reference", "convert", "check"] + ["convert", "check"]
+    int8 = builders[2].layout
+    assert int8.ir_xml == tmp_path / "artifacts/synthetic-small/variants/int8/ir/output_graph.xml"
+    assert int8.ir_xml.read_bytes() == builders[0].layout.ir_xml.read_bytes()  # the fake converts the same graph alike
+    assert (int8.variant_dir / "manifest.json").is_file()

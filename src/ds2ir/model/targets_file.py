@@ -26,6 +26,7 @@ from ds2ir.model.targets import (
     IR_PRECISIONS,
     LSTM_VARIANTS,
     PLATFORM_PATTERN,
+    HOISTED_PREFIX,
     STAGES,
     VARIANT_NAMES,
     VARIANT_SEPARATOR,
@@ -175,11 +176,16 @@ class TargetsFile:
             raise ConfigError("int8 weights are compressed from an FP32 IR, so ir_precision \"FP16\" and "
                               "weight_compression \"int8\" do not go together; drop one of the two (the int8 variant "
                               "is named int8)", file=self.source, key=f"{key}.weight_compression")
-        return replace(target, variants=self._variants(raw, target, key))
+        return replace(target, variants=self._variants(raw, target, key, own="variants" in self._raw_targets[name]))
 
-    def _variants(self, raw: Mapping[str, Any], target: Target, key: str) -> Tuple[str, ...]:
-        """``variants``: the other IRs the target is converted to, by name; its own (default) variant comes first."""
+    def _variants(self, raw: Mapping[str, Any], target: Target, key: str, own: bool) -> Tuple[str, ...]:
+        """``variants``: the other IRs the target is converted to, by name; its own (default) variant comes first.
+
+        A list inherited through ``extends`` (``own`` False) loses the hoisted variants the target cannot
+        make (its graph is a .pbmm's or another exporter's); a list of its own is refused for them."""
         listed = raw.get("variants", [])
+        if not own and (target.checkpoint == "pbmm" or target.exporter != "builtin") and isinstance(listed, list):
+            listed = [name for name in listed if not str(name).startswith(HOISTED_PREFIX)]
         where = f"{key}.variants"
         if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
             raise ConfigError(f"must be a list of variant names ({', '.join(VARIANT_NAMES)}), got {listed!r}",
@@ -191,7 +197,7 @@ class TargetsFile:
                                   f"is one of {', '.join(VARIANT_NAMES)} (docs/variants.md)", file=self.source, key=where)
             if listed.count(name) > 1:
                 raise ConfigError(f"variant '{name}' is listed twice", file=self.source, key=where)
-            if name.startswith("hoisted-") and (target.checkpoint == "pbmm" or target.exporter != "builtin"):
+            if name.startswith(HOISTED_PREFIX) and (target.checkpoint == "pbmm" or target.exporter != "builtin"):
                 source = "the .pbmm's graph" if target.checkpoint == "pbmm" else f"exporter \"{target.exporter}\""
                 raise ConfigError(f"variant '{name}' hoists the LSTM, a graph of ds2ir's own exporter, but the target's "
                                   f"graph is {source}; list only fp16 or int8 variants for it", file=self.source, key=where)
