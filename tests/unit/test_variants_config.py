@@ -15,6 +15,8 @@ from ds2ir.model.targets import VARIANT_NAMES, variant_keys, variant_name
 from ds2ir.model.targets_file import TargetsFile
 from ds2ir.runner import Runner
 from tests._support.checkout import targets_file
+from tests._support import fake_docker
+from tests.e2e.helpers import invoke
 from tests.unit.test_config import _write
 
 ROOT = Path("/a")
@@ -145,3 +147,26 @@ def test_a_stage_keys_only_what_it_reads_so_variants_find_shared_stages_up_to_da
     assert configuration("synthetic-small@hoisted-int8", "freeze") == configuration("synthetic-small@hoisted-fp32", "freeze")
     assert configuration("synthetic-small@hoisted-fp32", "freeze") != configuration("synthetic-small", "freeze")
     assert configuration("synthetic-small@int8", "convert") != configuration("synthetic-small", "convert")
+
+
+def test_matrix_all_variants_makes_each_variant_a_cell_and_lists_them_for_github():
+    listed = invoke("matrix", "--list", "--targets", "synthetic-small", "--targets", "synthetic-0.8.2@fp16",
+                    "--all-variants").stdout.split()
+    assert listed == ["synthetic-small", "synthetic-small@fp16", "synthetic-small@int8", "synthetic-small@hoisted-fp32",
+                      "synthetic-small@hoisted-int8", "synthetic-0.8.2", "synthetic-0.8.2@fp16", "synthetic-0.8.2@int8",
+                      "synthetic-0.8.2@hoisted-fp32", "synthetic-0.8.2@hoisted-int8"]
+    github = invoke("matrix", "--list", "--format", "github", "--targets", "synthetic-small@int8").stdout.strip()
+    assert github == '{"include":[{"target":"synthetic-small@int8"}]}'
+
+
+def test_variant_options_exclude_each_other_and_a_dry_run_shows_what_a_variant_runs(tmp_path):
+    env = fake_docker.install(tmp_path / "docker")
+    both = invoke("build", "--target", "synthetic-small", "--variant", "int8", "--all-variants", "--dry-run", env=env,
+                  check=False)
+    assert both.returncode == 2 and "--variant and --all-variants exclude each other" in both.stdout
+    dry = invoke("build", "--target", "synthetic-small", "--variant", "hoisted-int8", "--dry-run",
+                 "--artifacts", str(tmp_path / "artifacts"), env=env).stdout
+    assert "[synthetic-small@hoisted-int8] convert: running (dry run)" in dry
+    assert "convert --target synthetic-small@hoisted-int8" in dry  # the stage command names the variant
+    assert "outputs in " + str(tmp_path / "artifacts/synthetic-small/variants/hoisted-int8") in dry
+    assert not (tmp_path / "artifacts").exists()
