@@ -7,13 +7,10 @@ from pathlib import Path
 import pytest
 
 from ds2ir.errors import ConfigError
-from ds2ir.host.build import Builder, stages_for, stamp_path
-from ds2ir.host.docker import Docker
-from ds2ir.host.project import Project
+from ds2ir.host.stamps import stage_configuration, stages_for, stamp_path
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets import VARIANT_NAMES, variant_keys, variant_name
 from ds2ir.model.targets_file import TargetsFile
-from ds2ir.runner import Runner
 from tests._support.checkout import targets_file
 from tests._support import fake_docker
 from tests.e2e.helpers import invoke
@@ -134,12 +131,11 @@ def test_variants_share_the_stamps_of_the_stages_they_share(targets):
     assert len(distinct) == 1 + 2 * 2 + 5 * 2  # a checkpoint, two frozen graphs with references, five IRs with checks
 
 
-def test_a_stage_keys_only_what_it_reads_so_variants_find_shared_stages_up_to_date(targets, tmp_path):
+def test_a_stage_keys_only_what_it_reads_so_variants_find_shared_stages_up_to_date(targets):
     def configuration(name: str, stage: str) -> dict:
-        builder = Builder(targets.target(name), project=Project.of_checkout(tmp_path, {"artifacts": "."}, environ={}),
-                          docker=Docker(Runner(dry_run=True)))
-        (chosen,) = [s for s in stages_for(builder.target, builder.layout) if s.name == stage]
-        return builder._configuration(chosen)
+        target = targets.target(name)
+        (chosen,) = [s for s in stages_for(target, ArtifactLayout.of(ROOT, target)) if s.name == stage]
+        return stage_configuration(target, chosen)
 
     names = ["synthetic-small", "synthetic-small@int8", "synthetic-small@fp16", "synthetic-small@hoisted-int8"]
     assert len({repr(configuration(name, "checkpoint")) for name in names}) == 1
