@@ -22,8 +22,9 @@ from ds2ir.host.compose import compose_environment, exit_codes, render_env_file,
 from ds2ir.host.docker import Docker
 from ds2ir.host.project import DEFAULTS, Project
 from ds2ir.host.recordings import default_recordings
-from ds2ir.model.targets import VARIANT_SEPARATOR, Target
+from ds2ir.model.targets import Target
 from ds2ir.model.targets_file import load_target
+from ds2ir.model.variants import VARIANT_SEPARATOR
 from ds2ir.runner import Runner, quote
 
 #: this file's checkout: the tasks read and write its files, whichever checkout the package was installed from

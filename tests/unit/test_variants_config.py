@@ -9,10 +9,10 @@ import pytest
 from ds2ir.errors import ConfigError
 from ds2ir.host.stamps import stage_configuration, stages_for, stamp_path
 from ds2ir.model.layout import ArtifactLayout
-from ds2ir.model.targets import VARIANT_NAMES, variant_keys, variant_name
 from ds2ir.model.targets_file import TargetsFile
-from tests._support.checkout import targets_file
+from ds2ir.model.variants import VARIANT_NAMES, variant_keys, variant_name
 from tests._support import fake_docker
+from tests._support.checkout import targets_file
 from tests.e2e.helpers import invoke
 from tests.unit.test_config import _write
 

@@ -16,6 +16,7 @@ from ds2ir.model.architecture import (
     Alphabet,
     Architecture,
 )
+from ds2ir.model.variants import VARIANT_SEPARATOR, variant_keys, variant_name
 
 #: where the weights come from: the release's checkpoint, seeded random, trained here, a memory-mapped
 #: model file (the release's .pbmm at model_url, or the user's own with `invoke build --model PATH.pbmm`),
@@ -30,15 +31,6 @@ CONVERTERS = ("mo", "tf-frontend", "ovc", "convert-model")
 IR_PRECISIONS = ("FP32", "FP16")
 LSTM_VARIANTS = ("fused", "hoisted")
 WEIGHT_COMPRESSIONS = ("none", "int8")
-#: the keys that make a variant of a target: the same checkpoint and images, a different IR (docs/variants.md)
-VARIANT_KEYS = ("ir_precision", "lstm", "weight_compression")
-#: how a variant is named: "hoisted-" when the LSTM is hoisted (a frozen graph of its own), then the
-#: IR's weights: fp32, fp16 (ir_precision FP16) or int8 (an FP32 IR whose weights NNCF compresses)
-VARIANT_WEIGHTS = {"fp32": ("FP32", "none"), "fp16": ("FP16", "none"), "int8": ("FP32", "int8")}
-HOISTED_PREFIX = "hoisted-"
-VARIANT_NAMES = tuple(f"{prefix}{weights}" for prefix in ("", HOISTED_PREFIX) for weights in VARIANT_WEIGHTS)
-#: what joins a target and one of its variants in one reference: ``synthetic-small@int8``
-VARIANT_SEPARATOR = "@"
 # A stage's container is stopped past this (targets.toml: stage_time_limit); the released 0.8.2
 # checkpoint freezes and converts in minutes, training a small target in well under an hour.
 DEFAULT_STAGE_TIME_LIMIT = 2 * 3600
@@ -206,15 +198,3 @@ class Target:
             raise KeyError(name)
         return replace(self, **variant_keys(name))
 
-
-def variant_name(lstm: str, ir_precision: str, weight_compression: str) -> str:
-    """The name of the variant these keys make (ir_precision FP16 with int8 weights has none: refused)."""
-    weights = "int8" if weight_compression == "int8" else ir_precision.lower()
-    return f"{HOISTED_PREFIX}{weights}" if lstm == "hoisted" else weights
-
-
-def variant_keys(name: str) -> Dict[str, str]:
-    """The target keys a variant name stands for (a name from VARIANT_NAMES)."""
-    hoisted = name.startswith(HOISTED_PREFIX)
-    ir_precision, weight_compression = VARIANT_WEIGHTS[name[len(HOISTED_PREFIX):] if hoisted else name]
-    return {"lstm": "hoisted" if hoisted else "fused", "ir_precision": ir_precision, "weight_compression": weight_compression}

@@ -26,16 +26,14 @@ from ds2ir.model.targets import (
     IR_PRECISIONS,
     LSTM_VARIANTS,
     PLATFORM_PATTERN,
-    HOISTED_PREFIX,
     STAGES,
-    VARIANT_NAMES,
-    VARIANT_SEPARATOR,
     WEIGHT_COMPRESSIONS,
     ImageSpec,
     Release,
     Target,
     Training,
 )
+from ds2ir.model.variants import VARIANT_SEPARATOR, listed_variants, old_variant_hint
 from ds2ir.paths import check_image_name, check_name, check_relative_path, check_text
 
 #: the inclusive range of each whole number in targets.toml: what the graph, the feature code
@@ -68,8 +66,6 @@ _TRAINING_KEYS = {"training_" + f.name if f.name in ("audio", "transcript") else
 _TARGET_KEYS = _TRAINING_KEYS | {"description", "extends", "release", "checkpoint", "checkpoint_path", "seed", "freeze_image",
                 "convert_image", "ir_precision", "exporter", "lstm", "weight_compression", "app_image",
                 "stage_time_limit", "variants"} | _ARCH_KEYS
-#: the variant targets ds2ir had before variants became an axis of a target: their suffix -> the variant now
-_OLD_VARIANT_SUFFIXES = {"fast": "hoisted-fp32", "fast-int8": "hoisted-int8", "int8": "int8", "fp16": "fp16"}
 
 
 class TargetsFile:
@@ -176,33 +172,11 @@ class TargetsFile:
             raise ConfigError("int8 weights are compressed from an FP32 IR, so ir_precision \"FP16\" and "
                               "weight_compression \"int8\" do not go together; drop one of the two (the int8 variant "
                               "is named int8)", file=self.source, key=f"{key}.weight_compression")
-        return replace(target, variants=self._variants(raw, target, key, own="variants" in self._raw_targets[name]))
-
-    def _variants(self, raw: Mapping[str, Any], target: Target, key: str, own: bool) -> Tuple[str, ...]:
-        """``variants``: the other IRs the target is converted to, by name; its own (default) variant comes first.
-
-        A list inherited through ``extends`` (``own`` False) loses the hoisted variants the target cannot
-        make (its graph is a .pbmm's or another exporter's); a list of its own is refused for them."""
-        listed = raw.get("variants", [])
-        if not own and (target.checkpoint == "pbmm" or target.exporter != "builtin") and isinstance(listed, list):
-            listed = [name for name in listed if not str(name).startswith(HOISTED_PREFIX)]
-        where = f"{key}.variants"
-        if not isinstance(listed, list) or not all(isinstance(name, str) for name in listed):
-            raise ConfigError(f"must be a list of variant names ({', '.join(VARIANT_NAMES)}), got {listed!r}",
-                              file=self.source, key=where)
-        for name in listed:
-            if name not in VARIANT_NAMES:
-                hint = difflib.get_close_matches(name, VARIANT_NAMES, n=1)
-                raise ConfigError(f"unknown variant '{name}'.{f' Did you mean {hint[0]!r}?' if hint else ''} A variant "
-                                  f"is one of {', '.join(VARIANT_NAMES)} (docs/variants.md)", file=self.source, key=where)
-            if listed.count(name) > 1:
-                raise ConfigError(f"variant '{name}' is listed twice", file=self.source, key=where)
-            if name.startswith(HOISTED_PREFIX) and (target.checkpoint == "pbmm" or target.exporter != "builtin"):
-                source = "the .pbmm's graph" if target.checkpoint == "pbmm" else f"exporter \"{target.exporter}\""
-                raise ConfigError(f"variant '{name}' hoists the LSTM, a graph of ds2ir's own exporter, but the target's "
-                                  f"graph is {source}; list only fp16 or int8 variants for it", file=self.source, key=where)
-        default = target.variant
-        return (default,) + tuple(name for name in listed if name != default)
+        fixed_graph = ("the .pbmm's graph" if checkpoint == "pbmm" else
+                       f"exporter \"{exporter}\"" if exporter != "builtin" else None)
+        return replace(target, variants=listed_variants(
+            raw.get("variants", []), default=target.variant, fixed_graph=fixed_graph,
+            inherited="variants" not in self._raw_targets[name], source=self.source, key=f"{key}.variants"))
 
     # -- helpers --------------------------------------------------------------
 
@@ -228,13 +202,7 @@ class TargetsFile:
     def _resolve(self, name: str, chain: Tuple[str, ...]) -> Dict[str, Any]:
         if name not in self._raw_targets:
             hint = difflib.get_close_matches(name, self._raw_targets, n=1)
-            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
-            for base in self._raw_targets:
-                variant = _OLD_VARIANT_SUFFIXES.get(name[len(base) + 1:]) if name.startswith(base + "-") else None
-                if variant:
-                    suggestion = (f" Variants are an axis of a target now (docs/variants.md): use '--target {base} "
-                                  f"--variant {variant}', or '{base}{VARIANT_SEPARATOR}{variant}' where one name is "
-                                  f"needed (matrix cells).")
+            suggestion = old_variant_hint(name, self._raw_targets) or (f" Did you mean '{hint[0]}'?" if hint else "")
             raise ConfigError(
                 f"unknown target '{name}'.{suggestion} Known targets: {', '.join(sorted(self._raw_targets))}.",
                 file=self.source,
