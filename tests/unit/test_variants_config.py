@@ -165,4 +165,9 @@ def test_variant_options_exclude_each_other_and_a_dry_run_shows_what_a_variant_r
     assert "[synthetic-small@hoisted-int8] convert: running (dry run)" in dry
     assert "convert --target synthetic-small@hoisted-int8" in dry  # the stage command names the variant
     assert "outputs in " + str(tmp_path / "artifacts/synthetic-small/variants/hoisted-int8") in dry
+    every = invoke("build", "--target", "synthetic-small", "--all-variants", "--dry-run", "--artifacts",
+                   str(tmp_path / "artifacts"), env=env).stdout
+    assert every.count("checkpoint: running (dry run)") == 1 and every.count("freeze: running (dry run)") == 2
+    assert every.count("convert: running (dry run)") == 5
+    assert "[synthetic-small@int8] freeze: made above for another variant, skipped" in every
     assert not (tmp_path / "artifacts").exists()

@@ -205,6 +205,9 @@ class Builder:
 
     def _run_if_needed(self, stage: Stage) -> Optional[float]:
         dry_run = self.docker.runner.dry_run
+        if dry_run and self.stamps.path(stage) in self.already_run:  # another variant's (dry) run made it
+            self.say(f"[{self.target.label}] {stage.name}: made above for another variant, skipped")
+            return None
         key = "" if dry_run else self._stage_key(stage)
         forced = self.force and self.stamps.path(stage) not in self.already_run
         reason = "dry run" if dry_run else self.stamps.why_stale(stage, key, force=forced)
