@@ -105,7 +105,7 @@ def test_verify_all_variants_puts_every_variant_next_to_tf_on_real_speech(varian
     comparison = json.loads((ArtifactLayout(artifacts, TARGET).verify_dir / "variants.json").read_text())
     (entry,) = comparison["files"].values()
     rows = entry["variants"]
-    assert list(rows) == ["fp32", "fp16", "int8", "hoisted-fp32", "hoisted-int8"]
+    assert set(rows) == {"fp32", "fp16", "int8", "hoisted-fp32", "hoisted-int8"}  # variants.json sorts its keys
     for variant in ("fp32", "hoisted-fp32"):  # gated: within the float64 bound, the same transcript
         assert rows[variant]["passed"] and rows[variant]["transcript"] == entry["tf"], variant
     assert rows["int8"]["tolerance"] is None and rows["int8"]["ir_vs_f64"] > 100 * rows["fp32"]["tf_vs_f64"]
