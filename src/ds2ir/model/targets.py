@@ -196,5 +196,7 @@ class Target:
         name = name or self.default_variant
         if name not in (self.variants or (self.variant,)):
             raise KeyError(name)
-        return replace(self, **variant_keys(name))
+        keys = variant_keys(name)
+        return replace(self, lstm=keys["lstm"], ir_precision=keys["ir_precision"],
+                       weight_compression=keys["weight_compression"])
 
