@@ -170,6 +170,12 @@ def test_verify_and_transcribe_at_bf16_on_a_named_device(space):
     report = json.loads((space.layout.verify_dir / "report.json").read_text())
     assert report["inference_precision"] == "bf16" and report["passed"] is True
     assert report["tolerance"] == tolerance_for("FP32", "bf16") > tolerance_for("FP32", "f32")
+    # the IR side ran in the application image's runtime, not in the convert image's
+    target = TargetsFile.load(space.targets).target(TARGET)
+    app_pin, convert_pin = (re.search(r"^openvino==([\d.]+)", (PROJECT / spec.lock).read_text(), re.MULTILINE)
+                            for spec in (target.application_image, target.convert_image))
+    assert app_pin and convert_pin and app_pin.group(1) != convert_pin.group(1)
+    assert report["openvino"].startswith(app_pin.group(1)), report["openvino"]
     output = space.invoke("transcribe", str(recording), "--target", TARGET, "--artifacts", str(space.artifacts),
                           "--device", "CPU", "--precision", "bf16").stdout
     stats = last_json(output)

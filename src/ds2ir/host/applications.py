@@ -15,12 +15,14 @@ from ds2ir.paths import regular_file
 
 
 def verify(builder: Builder, recordings: Sequence[Path], precision: str) -> Path:
-    """Stream real recordings through TF and the IR, compare and decode; return the report."""
+    """Stream real recordings through TF (freeze image) and the IR (the target's app image, the runtime an
+    application deploys, as `transcribe` uses), compare and decode; return the report."""
     builder.build()
+    builder.add_image("app", builder.target.application_image)
     with builder.exclusive():
         prepare_recordings(recordings, builder.layout.verify_dir / "inputs", builder.target.architecture)
         builder.run_stage("verify-tf", "freeze")
-        builder.run_stage("verify-ir", "convert", "--precision", precision)
+        builder.run_stage("verify-ir", "app", "--precision", precision)
     return builder.layout.verify_dir / "report.json"
 
 

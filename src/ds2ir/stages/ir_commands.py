@@ -94,7 +94,7 @@ def inspect_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace)
 
 def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) -> None:
     """Stream each recording through the IR; gate it against float64 by TF's error, decode both, write report
-    and plot (convert image)."""
+    and plot (app image: the runtime an application deploys, not the one that converted)."""
     from ds2ir.model.decode import greedy
     from ds2ir.model.verify import (
         FEATURES_TOLERANCE,
@@ -107,7 +107,7 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
         tolerance_for,
         utterance_logits,
     )
-    from ds2ir.stages.ov_runtime import OVStreamingModel
+    from ds2ir.stages.ov_runtime import OVStreamingModel, openvino_version
 
     arch = target.architecture
     alphabet = target_alphabet(target, layout)
@@ -133,7 +133,7 @@ def verify_ir(target: Target, layout: ArtifactLayout, args: argparse.Namespace) 
         files[name], logits[name] = report, per_side
     summary: Dict[str, Any] = {"target": target.label, "ir_precision": target.ir_precision, "inference_precision": args.precision,
                "tolerance": tolerance, "features_tolerance": FEATURES_TOLERANCE, "isa": model.kernels(),
-               "passed": all(entry["passed"] for entry in files.values()), "files": files}
+               "openvino": openvino_version(), "passed": all(entry["passed"] for entry in files.values()), "files": files}
     atomic.write_json(layout.verify_dir / "report.json", summary)
     plot(layout.verify_dir / "report.png", files, logits)
     failures = []
