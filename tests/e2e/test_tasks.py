@@ -17,8 +17,10 @@ import pytest
 
 from ds2ir.errors import ContainerError
 from ds2ir.host.clean import TARGET_MARK
+from ds2ir.host.compose import compose_environment
 from ds2ir.host.images import ensure_stage_image, stage_image_tag
 from ds2ir.host.manifest import output_files
+from ds2ir.model.bench import IR_SETTINGS, SETTING_ROUNDS
 from ds2ir.model.layout import CONTAINER_ARTIFACTS, ArtifactLayout
 from ds2ir.model.targets_file import TargetsFile, load_target
 from ds2ir.model.verify import tolerance_for
@@ -26,7 +28,7 @@ from ds2ir.stages.convert import mo_command
 from tests._support.checkout import DATA, targets_file
 from tests._support.stages import run_stage
 from tests.e2e.helpers import PROJECT, invoke, last_json
-from tests.e2e.workspace import STAGES, TARGET, checkout_copy, ran
+from tests.e2e.workspace import STAGES, TARGET, Workspace, checkout_copy, ran
 
 
 def sha256(path) -> str:
@@ -190,3 +192,89 @@ def test_coverage_is_measured_inside_the_stage_containers(tmp_path):
     row = re.search(r"^src/ds2ir/tf_features\.py\s+(\d+)\s+(\d+)\s+(\d+)%", result.stdout, flags=re.MULTILINE)
     assert row and int(row.group(3)) >= 50, result.stdout[-3000:]
     assert re.search(r"^TOTAL\s+\d+\s+\d+\s+\d+%", result.stdout, flags=re.MULTILINE)
+
+
+BENCH_SMALL = """
+[targets."bench-small"]
+description = "synthetic-small under another seed: no variant in targets.toml, so the bench times one IR"
+extends = "synthetic-small"
+seed = 7
+"""
+
+
+def test_bench_times_every_engine_against_the_bound_and_writes_its_tables(tmp_path):
+    space = Workspace(tmp_path, tmp_path / "artifacts", (PROJECT / "targets.toml").read_text() + BENCH_SMALL)
+    recording = DATA / "LDC93S1.wav"
+    output = space.invoke("bench", "--target", "bench-small", "--artifacts", str(space.artifacts), "--repeat", "1",
+                          "--audio", str(recording)).stdout
+    bench = space.artifacts / "bench"
+    assert output.endswith((bench / "results.md").read_text()), output[-3000:]
+    data = json.loads((bench / "results.json").read_text())
+    keys = [row["key"] for row in data["rows"]]
+    assert keys[0] == "ir-fp32-f32" and {"ir-fp32-default", "tf-1.15.5", "native-0.9.3"} <= set(keys), keys
+    assert any(key.startswith("tf-2.") for key in keys), keys
+    assert list(data["variants"]) == ["fp32"] and data["variants"]["fp32"]["target"] == "bench-small"
+    windows = data["raw"]["ir-fp32-f32"]["windows"]
+    for row in data["rows"]:
+        assert row["bound"] > 0 and row["window"]["min"] <= row["window"]["median"] <= row["window"]["p90"], row
+    # the f32 IR ran in every round of settings: its passes pooled from SETTING_ROUNDS containers
+    assert len(data["raw"]["ir-fp32-f32"]["pass_seconds"]) == SETTING_ROUNDS and windows >= 1
+    assert [row["engine"] for row in data["settings_rows"]] == [label for _, label, _ in IR_SETTINGS]
+    assert data["bandwidth_gb_s"] > 0 and {"copy", "read"} == set(data["bandwidth_measured_gb_s"])
+    assert data["build_costs"]["no-op rebuild, s"] < data["build_costs"]["warm rebuild after clean, s"]
+    assert {f"stage {name}, s" for name in ("checkpoint", *STAGES)} <= set(data["build_costs"])
+    assert (bench / "bench.png").read_bytes().startswith(b"\x89PNG") and not (bench / "rebuild").exists()
+
+
+def test_lock_compiles_the_committed_locks_again(tmp_path):
+    """`invoke lock` without --upgrade keeps every pin: from the committed inputs it writes the committed
+    locks again (the host's and those of a targets file with three small images, to keep it short)."""
+    project = checkout_copy(tmp_path / "checkout")
+    images = ("freeze-tf1.15.5", "convert-ov2024.6-notf", "app-ov2025.3")
+    targets = tmp_path / "targets.toml"
+    target = ['[targets."t"]', 'release = "0.8.2"', 'checkpoint = "synthetic"', 'ir_precision = "FP32"',
+              *(f'{key} = "{name}"' for key, name in zip(("freeze_image", "convert_image", "app_image"), images))]
+    targets.write_text("\n".join(['default_target = "t"', *(table(f'images."{name}"') for name in images),
+                                  table('releases."0.8.2"'), *target]) + "\n")
+    written = ["locks/host.txt", *(f"locks/{name}.txt" for name in images)]
+    for lock in written:
+        with open(project / lock, "a") as handle:
+            handle.write("# a line no lock compiler writes\n")
+    result = subprocess.run([sys.executable, "-m", "invoke", "-r", str(project), "lock"], cwd=str(project),
+                            env=dict(os.environ, PYTHONPATH=str(project / "src"), DS2IR_TARGETS=str(targets)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.findall(r"^wrote (\S+)$", result.stdout, flags=re.MULTILINE) == written
+    for lock in written:
+        new, committed = (project / lock).read_text(), (PROJECT / lock).read_text()
+        assert "no lock compiler" not in new and pins(new) == pins(committed) != [], lock
+        hashed = re.findall(r"^(\S+==\S+) \\\n    --hash=sha256:[0-9a-f]{64}", new, flags=re.MULTILINE)
+        assert hashed == pins(new), lock  # every pin carries its files' digests (pip --require-hashes)
+
+
+def table(header):
+    """One table of the checkout's targets.toml, as text."""
+    text = (PROJECT / "targets.toml").read_text()
+    start = text.index(f"[{header}]")
+    return text[start:text.index("\n[", start)]
+
+
+def pins(lock_text):
+    """The ``name==version`` lines of a hashed lock."""
+    return re.findall(r"^(\S+==\S+) \\$", lock_text, flags=re.MULTILINE)
+
+
+def test_compose_task_runs_both_services_for_a_target(docker, tmp_path):
+    project = checkout_copy(tmp_path / "ds2ircomposetask")  # compose's project name: the directory's
+    env = dict(os.environ, PYTHONPATH=str(project / "src"))
+    try:
+        result = subprocess.run([sys.executable, "-m", "invoke", "-r", str(project), "compose", "--target", "synthetic-small"],
+                                cwd=str(project), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                universal_newlines=True)
+    finally:
+        subprocess.run([*docker.compose_command(), "down"], cwd=str(project), env=dict(env, **compose_environment(
+            load_target(targets_file(), "synthetic-small"))), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-4000:]
+    layout = ArtifactLayout(project / "artifacts", "synthetic-small")
+    assert json.loads((layout.check_dir / "report.json").read_text())["passed"] is True
+    assert layout.ir_bin.is_file() and layout.frozen_graph.stat().st_uid == os.getuid()  # written as the caller
