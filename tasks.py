@@ -288,12 +288,17 @@ def fetch_assets(c: Context, target: Optional[str] = None, offline: bool = False
             print(fetch.fetch(asset, lock_path=lock, cache=cache, offline=offline, trust_on_first_use=trust_on_first_use))
 
 
-@task(help=_help("target", "dry_run", "debug"))
-def images(c: Context, target: Optional[str] = None, dry_run: bool = False, debug: bool = False) -> None:
+@task(help={**_help("target", "dry_run", "debug"),
+            "keys": "build nothing: print CI's cache keys (images' content tags, assets lock digest) as KEY=VALUE lines"})
+def images(c: Context, target: Optional[str] = None, dry_run: bool = False, keys: bool = False, debug: bool = False) -> None:
     """Build the target's freeze and convert images (tagged by their content)."""
     with user_errors(debug):
         builder = _builder(_project(c), target, dry_run=_dry(c, dry_run))
         builder.docker.preflight()
+        if keys:
+            for name, value in ci.cache_keys(builder.image_tags(), builder.project.assets_lock).items():
+                print(f"{name}={value}")
+            return
         for stage, tag in builder.images().items():
             print(f"{stage}: {tag}")
 
@@ -447,9 +452,11 @@ def lock(c: Context, upgrade: bool = False, debug: bool = False) -> None:
             "event": "the event that triggers the run (default: push)",
             "input_": "a workflow_dispatch input as NAME=VALUE (repeatable)",
             "log": "where act's whole output goes (default: artifacts/ci/<workflow>.log)", "lint_only": "only lint the workflows",
+            "runner_artifacts": "an artifacts directory kept between runs, as a self-hosted runner's (matrix.yml builds there)",
             "debug": HELP["debug"]})
 def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = None, event: str = "push",
-             input_: Optional[list] = None, log: Optional[str] = None, lint_only: bool = False, debug: bool = False) -> None:
+             input_: Optional[list] = None, log: Optional[str] = None, lint_only: bool = False,
+             runner_artifacts: Optional[str] = None, debug: bool = False) -> None:
     """Lint the GitHub workflows, then run one with act on a clean clone of HEAD, offline (docs/ci.md)."""
     _no_dry_run(c, "ci-local", "'invoke ci-local --lint-only' only validates the workflows.")
     with user_errors(debug):
@@ -461,7 +468,8 @@ def ci_local(c: Context, workflow: str = "reproduce.yml", job: Optional[str] = N
         if lint_only:
             return
         log_path = Path(log) if log else project.artifacts / ci.CI_DIR / f"{Path(workflow).stem}.log"
-        ci.run_job(project.root, str(ci.WORKFLOWS_DIR / workflow), log_path, runner, event=event, job=job, inputs=inputs)
+        ci.run_job(project.root, str(ci.WORKFLOWS_DIR / workflow), log_path, runner, event=event, job=job, inputs=inputs,
+                   runner_artifacts=Path(runner_artifacts).resolve() if runner_artifacts else None)
         print(f"act: {workflow} ({event}{', job ' + job if job else ''}) succeeded; its log is {log_path}")
 
 

@@ -117,3 +117,40 @@ def test_an_input_without_a_value_is_refused_before_anything_runs() -> None:
     assert result.returncode == 2 and "Traceback" not in result.stdout
     assert "ds2ir: error: --input takes NAME=VALUE, got 'targets'" in result.stdout
     assert "check-jsonschema" not in result.stdout  # refused before the lint or act ran
+
+
+# -- caching: keys, and cache steps that act skips -----------------------------------------------------------
+
+def test_cache_keys_follow_the_image_tags_and_the_assets_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "assets.lock.toml"
+    lock.write_text("# pins\n")
+    tags = {"freeze": "ds2ir/freeze-tf1.15.5:aaaaaaaaaaaa", "convert": "ds2ir/convert-ov2024.6-notf:bbbbbbbbbbbb"}
+    keys = ci.cache_keys(tags, lock)
+    assert keys["images"] == "ds2ir-images-convert-ov2024.6-notf-bbbbbbbbbbbb-freeze-tf1.15.5-aaaaaaaaaaaa"
+    assert keys["tags"] == "ds2ir/convert-ov2024.6-notf:bbbbbbbbbbbb ds2ir/freeze-tf1.15.5:aaaaaaaaaaaa"
+    assert ci.cache_keys(dict(tags, convert="ds2ir/convert-ov2024.6-notf:cccccccccccc"), lock)["images"] != keys["images"]
+    assert ci.cache_keys(tags, lock)["fetch"] == keys["fetch"]
+    lock.write_text("# pins\n[\"https://example.org/a\"]\n")
+    assert ci.cache_keys(tags, lock)["fetch"] != keys["fetch"]
+
+
+def test_every_cache_step_is_skipped_under_act_and_keyed_by_the_keys_step() -> None:
+    import yaml
+
+    steps = [step for workflow in sorted((PROJECT / ci.WORKFLOWS_DIR).glob("*.yml"))
+             for job in yaml.safe_load(workflow.read_text())["jobs"].values() for step in job["steps"]]
+    caches = [step for step in steps if str(step.get("uses", "")).startswith("actions/cache@")]
+    assert len(caches) == 4  # images and fetch cache, in reproduce.yml's reproduce job and matrix.yml's build job
+    for step in caches:
+        assert step["if"] == "${{ !env.ACT }}" and step["with"]["key"].startswith("${{ steps.keys.outputs."), step
+    docker_steps = [step for step in steps if "docker save" in step.get("run", "") or "docker load" in step.get("run", "")]
+    assert len(docker_steps) == 4 and all(step["if"].startswith("${{ !env.ACT && steps.images.outputs.cache-hit")
+                                          for step in docker_steps)
+
+
+def test_a_runners_kept_artifacts_directory_reaches_the_jobs(tmp_path: Path) -> None:
+    argv = ci.act_command(tmp_path, ".github/workflows/matrix.yml", "workflow_dispatch", None, {}, tmp_path,
+                          runner_artifacts=tmp_path / "kept")
+    assert f"{ci.RUNNER_ARTIFACTS_ENV}={tmp_path / 'kept'}" in argv
+    assert not any(arg.startswith(ci.RUNNER_ARTIFACTS_ENV) for arg in ci.act_command(tmp_path, "w", "push", None, {}, tmp_path))
+    assert ci.RUNNER_ARTIFACTS_ENV in (PROJECT / ci.WORKFLOWS_DIR / "matrix.yml").read_text()

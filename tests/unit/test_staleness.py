@@ -307,3 +307,10 @@ def test_a_variant_runs_only_the_stages_it_does_not_share_with_the_default(tmp_p
     assert int8.ir_xml == tmp_path / "artifacts/synthetic-small/variants/int8/ir/output_graph.xml"
     assert int8.ir_xml.read_bytes() == builders[0].layout.ir_xml.read_bytes()  # the fake converts the same graph alike
     assert (int8.variant_dir / "manifest.json").is_file()
+
+
+def test_image_tags_name_the_images_the_stages_use_and_build_nothing(tmp_path, engine):
+    """CI's cache keys (`invoke images --keys`): the target's stage images, found or built by nobody."""
+    assert builder(tmp_path, engine).image_tags() == {"freeze": "ds2ir/freeze-tf1.15.5:freeze",
+                                                      "convert": "ds2ir/convert-ov2024.6:convert"}
+    assert engine.runs == [] and not any("Step 1/" in line for line in engine.said)

@@ -17,7 +17,7 @@ from ds2ir.errors import CommandTimeoutError, ConfigError
 from ds2ir.host import digests, manifest, upstream
 from ds2ir.host.clean import TARGET_MARK
 from ds2ir.host.docker import Docker
-from ds2ir.host.images import ensure_stage_image
+from ds2ir.host.images import ensure_stage_image, stage_image_tag
 from ds2ir.host.inputs import TargetInputs
 from ds2ir.host.launch import ISA_ENVIRONMENT, StageLauncher, forwarded_environment
 from ds2ir.host.project import Project
@@ -81,6 +81,12 @@ class Builder:
                     continue
                 self.add_image(spec.stage, spec)
         return self._images
+
+    def image_tags(self) -> Dict[str, str]:
+        """stage -> the content tag of the target's stage image, built or not (CI's cache keys)."""
+        return {spec.stage: stage_image_tag(self.docker, spec, self.docker.resolve_base_image(spec.base_image), self.project.root,
+                                            source=self.source_archive(spec))
+                for spec in (self.target.freeze_image, self.target.convert_image)}
 
     def add_image(self, role: str, spec: ImageSpec) -> str:
         """Build (or find) ``spec``'s image for containers run as ``role`` ("freeze", "convert", "app")."""

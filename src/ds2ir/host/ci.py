@@ -11,6 +11,7 @@ against GitHub's published schemas (check-jsonschema's vendored copies) and act'
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -27,8 +28,10 @@ ACTIONS_DIR = Path(".github/actions")
 ACT_STAND_IN_DIR = Path(".github/act")
 #: act's stand-ins for remote actions it cannot clone offline: action@ref -> folder in the checkout
 ACT_STAND_INS = {f"actions/{name}": ACT_STAND_IN_DIR / name.split("@")[0]
-                 for name in ("setup-python@v5", "upload-artifact@v4", "download-artifact@v4")}
+                 for name in ("setup-python@v5", "upload-artifact@v4", "download-artifact@v4", "cache@v4")}
 RUNNER_PLATFORM = "ubuntu-latest=-self-hosted"
+#: a self-hosted runner's artifacts directory, kept between runs (matrix.yml builds there when it is set)
+RUNNER_ARTIFACTS_ENV = "DS2IR_RUNNER_ARTIFACTS"
 
 
 def parse_inputs(items: Sequence[str]) -> Dict[str, str]:
@@ -55,16 +58,19 @@ def lint(project: Path, runner: Runner) -> List[Path]:
 
 
 def act_command(clone: Path, workflow: str, event: str, job: Optional[str], inputs: Mapping[str, str],
-                scratch: Path) -> List[str]:
+                scratch: Path, runner_artifacts: Optional[Path] = None) -> List[str]:
     """act's command line for ``job`` (every job when None) of one workflow, run on this host, one job at a time.
 
     The run's artifact store and empty env/input files live in ``scratch``: act would otherwise read the
-    checkout's ``.env`` (compose's) as the jobs' environment.
+    checkout's ``.env`` (compose's) as the jobs' environment. ``runner_artifacts``: the artifacts directory
+    a self-hosted runner keeps between runs (``DS2IR_RUNNER_ARTIFACTS``, read by matrix.yml).
     """
     empty = scratch / "empty"
     argv = ["act", event, "-W", workflow, "-P", RUNNER_PLATFORM, "--concurrent-jobs", "1",
             "--env-file", str(empty), "--input-file", str(empty), "--secret-file", str(empty), "--var-file", str(empty),
             "--env", f"DS2IR_ACT_ARTIFACTS={scratch / 'artifacts'}"]
+    if runner_artifacts is not None:
+        argv += ["--env", f"{RUNNER_ARTIFACTS_ENV}={runner_artifacts}"]
     if job:
         argv += ["-j", job]
     for action, folder in ACT_STAND_INS.items():
@@ -74,13 +80,25 @@ def act_command(clone: Path, workflow: str, event: str, job: Optional[str], inpu
     return argv
 
 
+def cache_keys(image_tags: Mapping[str, str], assets_lock: Path) -> Dict[str, str]:
+    """The keys under which a hosted runner caches the stage images and the fetch cache (actions/cache):
+    the images' content tags (which hash their Dockerfile, lock and package source) and the SHA-256 of
+    the assets lock. ``tags`` is what `docker save` takes. As `KEY=VALUE` lines they are step outputs."""
+    tags = sorted(set(image_tags.values()))
+    return {
+        "images": "ds2ir-images-" + "-".join(tag.split("/", 1)[1].replace(":", "-") for tag in tags),
+        "fetch": f"ds2ir-fetch-{hashlib.sha256(assets_lock.read_bytes()).hexdigest()[:16]}",
+        "tags": " ".join(tags),
+    }
+
+
 def _pip_cache() -> str:
     """The caller's pip cache, kept for the jobs' installs although act's cache moves to the scratch directory."""
     return os.environ.get("PIP_CACHE_DIR") or str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
 
 
 def run_job(project: Path, workflow: str, log: Path, runner: Runner, *, event: str = "push", job: Optional[str] = None,
-            inputs: Optional[Mapping[str, str]] = None) -> None:
+            inputs: Optional[Mapping[str, str]] = None, runner_artifacts: Optional[Path] = None) -> None:
     """Run a workflow's ``job`` (or all of its jobs) with act on a clean clone of HEAD, its whole output in ``log``.
 
     A failing job raises :class:`CommandError` with the last lines of that output.
@@ -93,7 +111,7 @@ def run_job(project: Path, workflow: str, log: Path, runner: Runner, *, event: s
         env = {"XDG_CACHE_HOME": str(scratch / "cache"), "ACT_DISABLE_VERSION_CHECK": "1", "PIP_CACHE_DIR": _pip_cache()}
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as stream:
-            runner.run(act_command(clone, workflow, event, job, inputs or {}, scratch), step=f"act: {workflow} ({event})",
+            runner.run(act_command(clone, workflow, event, job, inputs or {}, scratch, runner_artifacts), step=f"act: {workflow} ({event})",
                        cwd=clone, env=env, log=stream)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
