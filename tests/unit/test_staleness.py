@@ -54,6 +54,9 @@ class Engine:
     def preflight(self) -> str:
         return "20.10.0"
 
+    def engine(self) -> str:
+        return "fake engine"
+
     @staticmethod
     def content_tag(name: str, context: object, **options: object) -> str:
         """``ds2ir/<image>:<stage>``: the stage (freeze-*, convert-* images) picks the image ID."""

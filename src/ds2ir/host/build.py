@@ -250,7 +250,8 @@ class Builder:
         report = self.layout.check_report
         engines = json.loads(report.read_text()).get("engines") if report.is_file() else None
         path = manifest.write(self.layout, self.target, inputs=inputs, outputs=self.output_hashes(), images=images,
-                              stages=stages, docker_version=docker_version, cpu=cpu.describe(), engines=engines)
+                              stages=stages, docker_version=docker_version, cpu=cpu.describe(), engines=engines,
+                              engine=self.launcher.where(self._images["freeze"], self.image_platform("freeze")))
         self.say(f"[{self.target.label}] manifest: {path}")
 
     def _packages(self, tag: str, image_id: str) -> List[str]:

@@ -14,7 +14,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import IO, Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from ds2ir.errors import (
     CommandError,
@@ -197,10 +197,10 @@ class Docker:
     def run_container(self, *, step: str, image: str, args: Sequence[str], platform: str, mounts: Sequence[str] = (),
                       environment: Optional[Mapping[str, str]] = None, labels: Optional[Mapping[str, str]] = None,
                       user: Optional[str] = None, entrypoint: Optional[str] = None, options: Sequence[str] = (),
-                      capture: bool = False, timeout: Optional[float] = None) -> str:
+                      capture: bool = False, stdin: Optional[IO[bytes]] = None, timeout: Optional[float] = None) -> str:
         """Run ``image`` in a throwaway container without network; remove it afterwards whatever happens.
 
-        ``mounts`` are ``--mount`` values, ``options`` any further ones. On failure a ContainerError carries the log tail; past
+        ``mounts`` are ``--mount`` values, ``options`` any further ones, ``stdin`` what it reads. On failure a ContainerError carries the log tail; past
         ``timeout`` seconds the container is stopped and removed and a CommandTimeoutError says so.
         """
         name = f"ds2ir-{step.replace(' ', '-')}-{uuid.uuid4().hex[:8]}"
@@ -218,7 +218,7 @@ class Docker:
             return ContainerError(image=image, **kwargs)
 
         try:
-            return self.runner.run(argv, step=step, error=container_error, capture=capture, timeout=timeout)
+            return self.runner.run(argv, step=step, error=container_error, capture=capture, stdin=stdin, timeout=timeout)
         finally:
             if not self.runner.dry_run:  # a dry run started nothing, so it removes nothing
                 # A killed client (or one stopped at the time limit) leaves the container running; make sure it is gone.

@@ -68,11 +68,13 @@ def check_outputs(path: Path, target: str, hashes: Mapping[str, str]) -> None:
 
 def write(layout: ArtifactLayout, target: Target, *, inputs: Mapping[str, str], outputs: Mapping[str, str],
           images: Mapping[str, Mapping[str, object]], stages: Mapping[str, Mapping[str, object]],
-          docker_version: str, cpu: Mapping[str, object], engines: Optional[Mapping[str, object]] = None) -> Path:
+          docker_version: str, cpu: Mapping[str, object], engines: Optional[Mapping[str, object]] = None,
+          engine: Optional[Mapping[str, str]] = None) -> Path:
     """Write the variant's manifest.json (artifacts/<target>/ for the default variant) atomically: plain, sorted JSON.
 
     ``cpu``: the host's CPU (ds2ir.model.cpu.describe); ``engines``: the check stage's record of the kernels
-    each engine used (TF's mkl-dnn sgemm, numpy's OpenBLAS core, OpenVINO's primitives), if it ran.
+    each engine used (TF's mkl-dnn sgemm, numpy's OpenBLAS core, OpenVINO's primitives), if it ran;
+    ``engine``: the container engine's address and where its stages found the artifacts (bind mount or volume).
     """
     conversion = layout.ir_dir / "conversion.json"
     manifest = {
@@ -85,6 +87,7 @@ def write(layout: ArtifactLayout, target: Target, *, inputs: Mapping[str, str], 
         "checkpoint_verification": (json.loads(layout.verification.read_text()) if layout.verification.is_file()
                                     else None),
         "docker_server": docker_version,
+        "container_engine": dict(engine) if engine is not None else None,
         "cpu": dict(cpu),
         "engines": dict(engines) if engines is not None else None,
     }
