@@ -52,7 +52,7 @@ def default_engine() -> bool:
         return False
     config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
     try:
-        return json.loads(config.read_text()).get("currentContext", "default") == "default"
+        return bool(json.loads(config.read_text()).get("currentContext", "default") == "default")
     except (OSError, ValueError, AttributeError):
         return True
 
