@@ -111,11 +111,11 @@ class TargetsFile:
             return target
         try:
             return target.with_variant(variant)
-        except KeyError:
+        except KeyError as exc:
             raise ConfigError(f"target '{base}' has no variant '{variant}'; it is converted to "
                               f"{', '.join(target.variants)} (the first is its default). Add the variant to its "
                               f"variants list in targets.toml, or pick one of those.", file=self.source,
-                              key=f"targets.{base}.variants") from None
+                              key=f"targets.{base}.variants") from exc
 
     def _target(self, name: str) -> Target:
         raw = self._resolve(name, ())
