@@ -14,7 +14,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import IO, Any, Callable, ContextManager, Iterator, List, Mapping, Optional, Sequence
 
 from ds2ir.errors import (
     CommandError,

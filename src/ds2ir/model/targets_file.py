@@ -7,7 +7,7 @@ import re
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import AbstractSet, Any, Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Any, Dict, Mapping, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
