@@ -92,12 +92,23 @@ def test_a_dockerfile_edit_reruns_the_stages_of_its_image(space, tmp_path):
 
 def test_a_src_edit_gives_new_images_and_reruns_every_stage(space, tmp_path):
     space.project = checkout_copy(tmp_path / "checkout")
-    with open(space.project / "src" / "ds2ir" / "verify.py", "a") as handle:
+    with open(space.project / "src" / "ds2ir" / "model" / "verify.py", "a") as handle:
         handle.write("# edited\n")
     before = image_tags(space)
     assert ran(space.build().stdout) == STAGES
     after = image_tags(space)
     assert after["freeze"] != before["freeze"] and after["convert"] != before["convert"]
+
+
+def test_a_host_code_edit_rebuilds_no_image_and_reruns_nothing(space, tmp_path):
+    """Host code never enters an image (nor its content tag), so a built target stays built."""
+    space.project = checkout_copy(tmp_path / "checkout")
+    with open(space.project / "src" / "ds2ir" / "host" / "matrix.py", "a") as handle:
+        handle.write("# edited\n")
+    before = image_tags(space)
+    output = space.build().stdout
+    assert ran(output) == [] and "ran: nothing (all up to date)" in output, output
+    assert image_tags(space) == before
 
 
 def test_a_lock_build_arg_reruns_convert_and_check_tf_frontend(space):
