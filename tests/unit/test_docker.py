@@ -125,3 +125,22 @@ def test_doctor_names_the_images_an_arm64_engine_would_emulate() -> None:
     emulated = doctor._platforms(Docker(RecordingRunner("linux/arm64")), targets)  # type: ignore[arg-type]
     assert not emulated.ok and not emulated.blocks  # a warning: emulation works where QEMU is installed
     assert "runs linux/arm64" in emulated.detail and "linux/amd64: app-ov2024.6, app-ov2025.3, convert-ov2022.3" in emulated.detail
+
+
+@pytest.mark.parametrize("environ, says", [
+    ({}, "bind mounts of {a}: the engine is the local default"),
+    ({"DS2IR_ARTIFACTS_STORAGE": "volume"}, "named volume ds2ir-artifacts-"),
+    ({"DS2IR_ARTIFACTS_STORAGE": "bind"}, "bind mounts of {a}: DS2IR_ARTIFACTS_STORAGE=bind"),
+    ({"DOCKER_HOST": "ssh://builder"}, "decided at the first stage: the engine (client 'docker', daemon at ssh://builder)"),
+], ids=["local", "forced-volume", "forced-bind", "remote"])
+def test_doctor_says_where_stage_containers_find_the_artifacts(tmp_path: Path, monkeypatch, environ, says) -> None:
+    from ds2ir.host import storage
+    from ds2ir.host.docker import Docker
+    from ds2ir.runner import Runner
+
+    for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "CONTAINER_HOST", "DS2IR_ARTIFACTS_STORAGE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert says.format(a=tmp_path / "artifacts") in storage.describe(Docker(Runner(dry_run=True)), tmp_path / "artifacts")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 from ds2ir.errors import ConfigError, Ds2irError, StorageError
+from ds2ir.host import storage
 from ds2ir.host.docker import Docker
 from ds2ir.host.images import available_base_image
 from ds2ir.host.project import Project
@@ -70,6 +71,8 @@ def run_checks(docker: Docker, project: Project, *, min_free_bytes: int = MIN_FR
         checks.append(Check("base images", False, "not checked: that needs a usable Docker daemon and targets file"))
     checks.append(check("free space for artifacts", lambda: _free_space(project.artifacts, min_free_bytes)))
     checks.append(check("write access to artifacts", lambda: _write_access(project.artifacts)))
+    checks.append(check("where stage containers find the artifacts",
+                        lambda: storage.describe(docker, project.artifacts), blocking=False))
     return checks
 
 

@@ -57,6 +57,22 @@ def default_engine() -> bool:
         return True
 
 
+def describe(docker: Docker, artifacts: Path) -> str:
+    """Where stage containers will find ``artifacts``, as `invoke doctor` says it, without starting a container."""
+    forced = os.environ.get(STORAGE_ENV, "").strip()
+    volume = f"named volume {artifacts_volume(artifacts)} (inputs copied in, outputs copied out around each stage)"
+    if forced == "volume":
+        return f"{volume}: {STORAGE_ENV}=volume"
+    if forced == "bind":
+        return f"bind mounts of {artifacts}: {STORAGE_ENV}=bind"
+    if forced:
+        return f"{STORAGE_ENV}={forced!r} is neither bind nor volume: every stage will refuse to run"
+    if default_engine():
+        return f"bind mounts of {artifacts}: the engine is the local default ({docker.engine()}), which sees this host's files"
+    return (f"decided at the first stage: the engine ({docker.engine()}) is not the local default, so a container "
+            f"looks for a probe file in {artifacts}; bind mounts if it sees it, else the {volume}")
+
+
 def choose(docker: Docker, artifacts: Path, image: str, platform: str) -> str:
     """"bind" or "volume": $DS2IR_ARTIFACTS_STORAGE, else for an engine other than the local default whether
     a container sees a probe file written here."""
