@@ -185,20 +185,21 @@ def test_verify_and_transcribe_at_bf16_on_a_named_device(space):
 
 
 def test_coverage_is_measured_inside_the_stage_containers(tmp_path):
-    """tf_features.py runs only in the freeze image (TensorFlow): its lines are covered only if the
+    """stages/tf_features.py runs only in the freeze image (TensorFlow): its lines are covered only if the
     container's data came back through the mount and was mapped onto src/."""
     result = invoke("test", "--coverage", "-k", "test_numpy_features_match_tensorflow_ops")
     assert re.search(r"\b1 passed\b", result.stdout), result.stdout[-3000:]
-    row = re.search(r"^src/ds2ir/tf_features\.py\s+(\d+)\s+(\d+)\s+(\d+)%", result.stdout, flags=re.MULTILINE)
+    row = re.search(r"^src/ds2ir/stages/tf_features\.py\s+(\d+)\s+(\d+)\s+(\d+)%", result.stdout, flags=re.MULTILINE)
     assert row and int(row.group(3)) >= 50, result.stdout[-3000:]
     assert re.search(r"^TOTAL\s+\d+\s+\d+\s+\d+%", result.stdout, flags=re.MULTILINE)
 
 
 BENCH_SMALL = """
 [targets."bench-small"]
-description = "synthetic-small under another seed: no variant in targets.toml, so the bench times one IR"
+description = "synthetic-small under another seed, listing no other variant, so the bench times one IR"
 extends = "synthetic-small"
 seed = 7
+variants = []
 """
 
 
