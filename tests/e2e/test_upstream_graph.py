@@ -16,9 +16,11 @@ from typing import Dict
 import pytest
 
 from ds2ir.host.docker import Docker
+from ds2ir.host.images import ensure_stage_image
 from ds2ir.model.layout import ArtifactLayout
 from ds2ir.model.targets_file import load_target
 from tests._support.checkout import targets_file
+from tests._support.stages import run_stage
 from tests.e2e.helpers import PROJECT, invoke, last_json
 
 TARGET = "synthetic-small"
@@ -45,8 +47,8 @@ def small(tmp_path_factory) -> ArtifactLayout:
 def _run(docker: Docker, stage: str, artifacts: Path, entrypoint: str, args: list) -> str:
     target = load_target(targets_file(), TARGET)
     spec = {"freeze": target.freeze_image, "convert": target.convert_image, "app": target.application_image}[stage]
-    return docker.run_stage(step=f"{stage} check", image=docker.ensure_stage_image(spec, PROJECT), args=args,
-                            artifacts=artifacts, targets=targets_file(), capture=True, entrypoint=entrypoint)
+    return run_stage(docker, step=f"{stage} check", image=ensure_stage_image(docker, spec, PROJECT), args=args,
+                     artifacts=artifacts, targets=targets_file(), capture=True, entrypoint=entrypoint)
 
 
 def test_frozen_graph_is_deepspeech_exporters_node_for_node(docker, small):
