@@ -3,7 +3,6 @@ The real second engine is tests/e2e/test_remote_engine.py's."""
 from __future__ import annotations
 
 import tarfile
-from pathlib import Path
 
 import pytest
 
