@@ -21,9 +21,8 @@ from ds2ir.host.docker import Docker
 from ds2ir.host.project import DEFAULTS
 from ds2ir.host.recordings import default_recordings
 from ds2ir.host.tasking import BUILD_HELP, HELP, build_variants, builder_of, chosen_variants, help_for, is_dry
-from ds2ir.host.tasking import TASK_HELP, number_option, project_of, refuse_dry, user_errors
+from ds2ir.host.tasking import TASK_HELP, number_option, project_of, refuse_dry, user_errors, variants_of
 from ds2ir.model.targets_file import load_target
-from ds2ir.model.variants import VARIANT_SEPARATOR
 from ds2ir.runner import Runner, quote
 
 #: this file's checkout: the tasks read and write its files, whichever checkout the package was installed from
@@ -296,8 +295,8 @@ def matrix(c: Context, targets: Optional[list] = None, artifacts: Optional[str] 
         chosen = project.targets_file()
         cells = [chosen.target(name) for name in (targets or chosen.matrix)]
         if all_variants:
-            cells = list({variant.label: variant for cell in cells for variant in
-                          (chosen.target(f"{cell.name}{VARIANT_SEPARATOR}{name}") for name in cell.variants)}.values())
+            cells = list({variant.label: variant for cell in cells
+                          for variant in variants_of(chosen, cell, cell.variants)}.values())
         if not list_:
             refuse_dry(c, "matrix", "'invoke matrix --list' prints its cells; 'invoke build --dry-run --target T' what one would run.")
         if list_:

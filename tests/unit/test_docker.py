@@ -144,3 +144,14 @@ def test_doctor_says_where_stage_containers_find_the_artifacts(tmp_path: Path, m
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     assert says.format(a=tmp_path / "artifacts") in storage.describe(Docker(Runner(dry_run=True)), tmp_path / "artifacts")
+
+
+def test_doctor_refuses_an_artifacts_storage_that_is_neither_bind_nor_volume(tmp_path: Path, monkeypatch) -> None:
+    from ds2ir.errors import ConfigError
+    from ds2ir.host import storage
+    from ds2ir.host.docker import Docker
+    from ds2ir.runner import Runner
+
+    monkeypatch.setenv("DS2IR_ARTIFACTS_STORAGE", "nfs")
+    with pytest.raises(ConfigError, match="DS2IR_ARTIFACTS_STORAGE='nfs' is not a way to reach the artifacts"):
+        storage.describe(Docker(Runner(dry_run=True)), tmp_path / "artifacts")

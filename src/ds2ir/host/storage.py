@@ -57,16 +57,21 @@ def default_engine() -> bool:
         return True
 
 
+def forced_storage() -> Optional[str]:
+    """$DS2IR_ARTIFACTS_STORAGE when set: "bind" or "volume" (anything else is refused), else None."""
+    forced = os.environ.get(STORAGE_ENV, "").strip()
+    if forced and forced not in STORAGES:
+        raise ConfigError(f"{STORAGE_ENV}={forced!r} is not a way to reach the artifacts: set it to bind (the "
+                          f"engine sees this host's files) or volume (copy them through a named volume), or unset it.")
+    return forced or None
+
+
 def describe(docker: Docker, artifacts: Path) -> str:
     """Where stage containers will find ``artifacts``, as `invoke doctor` says it, without starting a container."""
-    forced = os.environ.get(STORAGE_ENV, "").strip()
+    forced = forced_storage()
     volume = f"named volume {artifacts_volume(artifacts)} (inputs copied in, outputs copied out around each stage)"
-    if forced == "volume":
-        return f"{volume}: {STORAGE_ENV}=volume"
-    if forced == "bind":
-        return f"bind mounts of {artifacts}: {STORAGE_ENV}=bind"
     if forced:
-        return f"{STORAGE_ENV}={forced!r} is neither bind nor volume: every stage will refuse to run"
+        return f"{volume if forced == 'volume' else f'bind mounts of {artifacts}'}: {STORAGE_ENV}={forced}"
     if default_engine():
         return f"bind mounts of {artifacts}: the engine is the local default ({docker.engine()}), which sees this host's files"
     return (f"decided at the first stage: the engine ({docker.engine()}) is not the local default, so a container "
@@ -76,11 +81,8 @@ def describe(docker: Docker, artifacts: Path) -> str:
 def choose(docker: Docker, artifacts: Path, image: str, platform: str) -> str:
     """"bind" or "volume": $DS2IR_ARTIFACTS_STORAGE, else for an engine other than the local default whether
     a container sees a probe file written here."""
-    forced = os.environ.get(STORAGE_ENV, "").strip()
+    forced = forced_storage()
     if forced:
-        if forced not in STORAGES:
-            raise ConfigError(f"{STORAGE_ENV}={forced!r} is not a way to reach the artifacts: set it to bind (the "
-                              f"engine sees this host's files) or volume (copy them through a named volume), or unset it.")
         return forced
     if docker.runner.dry_run or default_engine():
         return "bind"

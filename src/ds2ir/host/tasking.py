@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -16,6 +16,7 @@ from ds2ir.host import build as builds
 from ds2ir.host.docker import Docker
 from ds2ir.host.project import Project
 from ds2ir.model.targets import Target
+from ds2ir.model.targets_file import TargetsFile
 from ds2ir.model.variants import VARIANT_SEPARATOR
 from ds2ir.runner import Runner
 
@@ -110,7 +111,12 @@ def chosen_variants(project: Project, target: Optional[str], variant: Optional[s
     if all_variants and variant:
         raise ConfigError("--variant and --all-variants exclude each other; pass one of them.")
     names = chosen.variants if all_variants else [variant] if variant else []
-    return [targets.target(f"{chosen.name}{VARIANT_SEPARATOR}{name}") for name in names] or [chosen]
+    return variants_of(targets, chosen, names) or [chosen]
+
+
+def variants_of(targets: TargetsFile, chosen: Target, names: Sequence[str]) -> List[Target]:
+    """The named variants of ``chosen`` (``TARGET@VARIANT``), as the targets file defines them."""
+    return [targets.target(f"{chosen.name}{VARIANT_SEPARATOR}{name}") for name in names]
 
 
 def builder_of(project: Project, target: Optional[str], force: bool = False, dry_run: bool = False,
